@@ -1,0 +1,235 @@
+"""Settings read from the environment and `.env`.
+
+The usaspending-api pattern: one `Settings` class describes every knob; a subclass per target
+(`local`, `docker`, `aws`) only changes defaults. `get_settings()` picks the subclass from
+`PINPIPE_TARGET`. Job code reads `Settings` and never branches on the target itself; local-only
+details (path-style S3, emulator endpoints, dummy credentials) live in the local/docker defaults.
+
+AWS values use the names the AWS SDKs read themselves (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+`AWS_ACCESS_KEY_ID`, ...), so boto3, Spark's S3A and Kafka Connect all agree on them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Target = Literal["local", "docker", "aws"]
+TABLES: tuple[str, ...] = ("pin", "geo", "user")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Every endpoint and name the pipeline uses. Field docs double as `.env.example` docs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PINPIPE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    target: Target = "local"
+
+    # -- where the local stack keeps its state --------------------------------------------
+    run_dir: Path = Field(default=PROJECT_ROOT / ".run", description="logs, data, pid files")
+    cache_dir: Path = Field(default=PROJECT_ROOT / ".cache", description="resolved JVM jars")
+
+    # -- Kafka (MSK in the cloud) -----------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["", "OAUTHBEARER"] = ""
+    kafka_topic_partitions: int = 3
+    kafka_heap: str = "512m"
+
+    # -- Kafka Connect (MSK Connect) ---------------------------------------------------------
+    connect_url: str = "http://127.0.0.1:8083"
+    connect_port: int = 8083
+    connect_heap: str = "512m"
+
+    # -- S3 and Kinesis (an emulator locally) -----------------------------------------------
+    aws_endpoint_url: str | None = Field(
+        default="http://127.0.0.1:4566",
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
+    )
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "PINPIPE_AWS_REGION"),
+    )
+    aws_access_key_id: str | None = Field(
+        default="test", validation_alias=AliasChoices("AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=SecretStr("test"), validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+    )
+    emulator: Literal["moto", "localstack"] = "moto"
+    emulator_port: int = 4566
+    s3_path_style: bool = True
+    lake_bucket: str = "pinpipe-lake"
+    kinesis_shards: int = 1
+
+    # -- names of SPEC §2 ---------------------------------------------------------------------
+    topic_prefix: str = "pinpipe"
+
+    # -- the ingestion API -----------------------------------------------------------------
+    api_url: str = "http://127.0.0.1:8000"
+    api_port: int = 8000
+    api_keys: list[str] = Field(default_factory=list, description="x-api-key values; empty = open")
+
+    # -- Spark (Databricks in the cloud) ----------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = 4
+    lake_root: str = Field(
+        default="", description="Delta lake root; s3a://<lake_bucket>/lake if empty"
+    )
+
+    # -- the source database (RDS MySQL in the cloud original) ----------------------------
+    source_db_url: str = ""
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Kafka topic per table: `<prefix>.pin|geo|user`."""
+        return {table: f"{self.topic_prefix}.{table}" for table in TABLES}
+
+    @property
+    def streams(self) -> dict[str, str]:
+        """Kinesis stream per table: `streaming-<prefix>-pin|geo|user`."""
+        return {table: f"streaming-{self.topic_prefix}-{table}" for table in TABLES}
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data"
+
+    @property
+    def jvm_dir(self) -> Path:
+        return self.cache_dir / "jvm"
+
+    @property
+    def source_url(self) -> str:
+        """SQLAlchemy URL of the source database; a SQLite file in the run folder by default."""
+        return self.source_db_url or f"sqlite:///{self.data_dir / 'source.db'}"
+
+    @property
+    def lake_uri(self) -> str:
+        """Where Delta tables live (bronze/silver/gold/stream)."""
+        return self.lake_root or f"s3a://{self.lake_bucket}/lake"
+
+    @property
+    def landing_uri(self) -> str:
+        """Root of the landing zone written by the S3 sink (`<root>/topics/<topic>/...`)."""
+        return f"s3a://{self.lake_bucket}"
+
+    def boto3_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `boto3.client(...)`: endpoint and region from config.
+
+        Credentials are passed only when configured; otherwise boto3's own chain decides.
+        """
+        kwargs: dict[str, Any] = {"region_name": self.aws_region}
+        if self.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.aws_endpoint_url
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            kwargs["aws_access_key_id"] = self.aws_access_key_id
+            kwargs["aws_secret_access_key"] = self.aws_secret_access_key.get_secret_value()
+        return kwargs
+
+    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
+        """librdkafka settings shared by every Kafka client of the pipeline."""
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers
+        }
+        if self.kafka_security_protocol != "PLAINTEXT":
+            config["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        return config
+
+
+class LocalSettings(Settings):
+    """Real components as local processes; an S3/Kinesis emulator on loopback.
+
+    URLs not set explicitly follow the configured ports, so changing a port is one setting.
+    """
+
+    target: Target = "local"
+
+    @model_validator(mode="after")
+    def _urls_follow_ports(self) -> LocalSettings:
+        explicit = self.model_fields_set
+        if "kafka_bootstrap_servers" not in explicit:
+            self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
+        if "connect_url" not in explicit:
+            self.connect_url = f"http://127.0.0.1:{self.connect_port}"
+        if "aws_endpoint_url" not in explicit:
+            self.aws_endpoint_url = f"http://127.0.0.1:{self.emulator_port}"
+        if "api_url" not in explicit:
+            self.api_url = f"http://127.0.0.1:{self.api_port}"
+        return self
+
+
+class DockerSettings(Settings):
+    """The compose stack: services reach each other by name."""
+
+    target: Target = "docker"
+    kafka_bootstrap_servers: str = "kafka:9092"
+    connect_url: str = "http://connect:8083"
+    aws_endpoint_url: str | None = Field(
+        default="http://s3:4566",
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
+    )
+    api_url: str = "http://api:8000"
+
+
+class AwsSettings(Settings):
+    """Real AWS: no endpoint override, virtual-hosted S3, credentials from the standard chain."""
+
+    target: Target = "aws"
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
+    )
+    aws_access_key_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+    )
+    s3_path_style: bool = False
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "SASL_SSL"
+    kafka_sasl_mechanism: Literal["", "OAUTHBEARER"] = "OAUTHBEARER"
+
+
+_BY_TARGET: dict[str, type[Settings]] = {
+    "local": LocalSettings,
+    "docker": DockerSettings,
+    "aws": AwsSettings,
+}
+
+
+def _target_from_env() -> str:
+    target = os.environ.get("PINPIPE_TARGET")
+    if target is None:
+        # `.env` may name the target too; read just that key without building a full object.
+        target = Settings().target
+    if target not in _BY_TARGET:
+        raise ValueError(f"PINPIPE_TARGET must be one of {sorted(_BY_TARGET)}, got {target!r}")
+    return target
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of the configured target (cached: tests call `get_settings.cache_clear()`)."""
+    return _BY_TARGET[_target_from_env()]()

@@ -1,0 +1,86 @@
+"""Build the SparkSession for whichever place the job runs in.
+
+On Databricks the session, Delta and S3 access already exist: we take the active session and
+change nothing. Elsewhere (local processes, the Spark container) we start a session with Delta,
+the Maven-resolved extra jars and S3A settings, all from `Settings` — job code never sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+_VERSION_SUFFIX = re.compile(r"-\d[\w.\-]*\.jar$")
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _artifact_name(jar: Path) -> str:
+    return _VERSION_SUFFIX.sub("", jar.name)
+
+
+def extra_jars(settings: Settings) -> list[Path]:
+    """The resolved Spark extras minus artifacts pyspark already bundles (no duplicate classes)."""
+    import pyspark
+
+    extras_dir = settings.jvm_dir / "spark"
+    if not extras_dir.is_dir():
+        raise FileNotFoundError(f"Spark extra jars missing in {extras_dir}: run `make setup`")
+    bundled_dir = Path(pyspark.__file__).parent / "jars"
+    bundled = {_artifact_name(jar) for jar in bundled_dir.glob("*.jar")}
+    return sorted(jar for jar in extras_dir.glob("*.jar") if _artifact_name(jar) not in bundled)
+
+
+def s3a_options(settings: Settings) -> dict[str, str]:
+    """Hadoop S3A options derived from config (endpoint, path style, credentials provider)."""
+    options = {"spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+    if settings.aws_endpoint_url:
+        options["spark.hadoop.fs.s3a.endpoint"] = settings.aws_endpoint_url
+        options["spark.hadoop.fs.s3a.endpoint.region"] = settings.aws_region
+        ssl = settings.aws_endpoint_url.startswith("https")
+        options["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(ssl).lower()
+    options["spark.hadoop.fs.s3a.path.style.access"] = str(settings.s3_path_style).lower()
+    if settings.aws_access_key_id and settings.aws_secret_access_key:
+        options["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        )
+        options["spark.hadoop.fs.s3a.access.key"] = settings.aws_access_key_id
+        options["spark.hadoop.fs.s3a.secret.key"] = (
+            settings.aws_secret_access_key.get_secret_value()
+        )
+    return options
+
+
+def get_spark(app_name: str = "pinpipe", settings: Settings | None = None) -> SparkSession:
+    """The active Databricks session, or a local session with Delta and S3A configured."""
+    from pyspark.sql import SparkSession
+
+    if on_databricks():
+        return SparkSession.builder.getOrCreate()
+    settings = settings or get_settings()
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(settings.spark_master)
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.jars", ",".join(str(jar) for jar in extra_jars(settings)))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.databricks.delta.snapshotPartitions", "2")
+    )
+    for key, value in s3a_options(settings).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

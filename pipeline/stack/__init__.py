@@ -1,0 +1,1 @@
+"""The local stack: real components as local processes under supervisord."""

@@ -1,0 +1,63 @@
+"""`pinpipe up | down | status`."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import get_settings
+from pipeline.stack import stack
+from pipeline.stack.jvm import StackError
+
+console = Console()
+
+
+def _say(message: str) -> None:
+    console.print(f"[bold cyan]»[/] {message}")
+
+
+def up() -> None:
+    """Start the local stack (broker, Connect, S3/Kinesis emulator, ...) and provision it."""
+    settings = get_settings()
+    started = time.monotonic()
+    try:
+        stack.up(settings, on_event=_say)
+    except StackError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1) from error
+    _say(f"stack ready in {time.monotonic() - started:.1f}s; logs in {settings.logs_dir}")
+    status()
+
+
+def down() -> None:
+    """Stop every process of the local stack."""
+    stack.down(get_settings(), on_event=_say)
+
+
+def status() -> None:
+    """Show each component's state, readiness, URL and memory."""
+    settings = get_settings()
+    table = Table(title=f"pinpipe stack ({settings.target}, {settings.run_dir})")
+    for column in ("component", "state", "ready", "url", "pid", "RSS MB"):
+        table.add_column(column)
+    rows = stack.status(settings)
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.state,
+            "yes" if row.ready else "no",
+            row.url,
+            str(row.pid or ""),
+            f"{row.rss_mb:.0f}",
+        )
+    console.print(table)
+    console.print(f"total RSS: {sum(row.rss_mb for row in rows):.0f} MB")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("down")(down)
+    app.command("status")(status)

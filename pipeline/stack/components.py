@@ -1,0 +1,154 @@
+"""The components of the local stack: how each starts, where it listens, when it is ready."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import requests
+
+from pipeline.config import Settings
+from pipeline.stack.configs import write_configs
+from pipeline.stack.jvm import check_jvm, kafka_classpath
+
+ReadyProbe = Callable[[Settings], bool]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One supervised process. `ports` are checked free before it starts."""
+
+    name: str
+    command: list[str]
+    ports: list[int]
+    url: str
+    ready: ReadyProbe
+    environment: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 90.0
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def emulator_ready(settings: Settings) -> bool:
+    return bool(settings.aws_endpoint_url) and _http_ok(f"{settings.aws_endpoint_url}/moto-api/")
+
+
+def kafka_ready(settings: Settings) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")
+    if not port_open(int(port), host or "127.0.0.1"):
+        return False
+    admin = AdminClient({**settings.kafka_client_config(), "log_level": 0})
+    try:
+        metadata = admin.list_topics(timeout=3)
+    except Exception:  # KafkaException while the controller elects itself
+        return False
+    return len(metadata.brokers) > 0
+
+
+def connect_ready(settings: Settings) -> bool:
+    return _http_ok(f"{settings.connect_url}/connector-plugins")
+
+
+def _bin(name: str) -> str:
+    """An executable installed in the same environment as this interpreter."""
+    return str(Path(sys.executable).parent / name)
+
+
+def _java_opts(settings: Settings, heap: str, log4j2: Path) -> list[str]:
+    return [
+        "-Xms128m",
+        f"-Xmx{heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=50",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j2}",
+        f"-Djava.io.tmpdir={settings.data_dir / 'tmp'}",
+    ]
+
+
+def core_components(settings: Settings) -> list[Component]:
+    """Emulator, broker and Connect worker, in the order they must start."""
+    java = check_jvm(settings)
+    conf = write_configs(settings)
+    classpath = kafka_classpath(settings)
+    endpoint = urlparse(settings.aws_endpoint_url or "http://127.0.0.1:4566")
+    return [
+        Component(
+            name="s3-kinesis",
+            command=[
+                _bin("moto_server"),
+                "-H",
+                endpoint.hostname or "127.0.0.1",
+                "-p",
+                str(settings.emulator_port),
+            ],
+            ports=[settings.emulator_port],
+            url=settings.aws_endpoint_url or "",
+            ready=emulator_ready,
+            ready_timeout_s=60,
+        ),
+        Component(
+            name="kafka",
+            command=[
+                java,
+                *_java_opts(settings, settings.kafka_heap, conf["log4j2"]),
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(conf["kafka"]),
+            ],
+            ports=[settings.kafka_port, settings.kafka_controller_port],
+            url=f"kafka://{settings.kafka_bootstrap_servers}",
+            ready=kafka_ready,
+        ),
+        Component(
+            name="connect",
+            command=[
+                java,
+                *_java_opts(settings, settings.connect_heap, conf["log4j2"]),
+                "-cp",
+                classpath,
+                "org.apache.kafka.connect.cli.ConnectDistributed",
+                str(conf["connect"]),
+            ],
+            ports=[settings.connect_port],
+            url=settings.connect_url,
+            ready=connect_ready,
+            ready_timeout_s=180,
+        ),
+    ]
+
+
+def kafka_storage_command(settings: Settings, cluster_id: str) -> list[str]:
+    """`kafka-storage format`, run once before the broker's first start."""
+    conf = write_configs(settings)
+    return [
+        check_jvm(settings),
+        f"-Dlog4j2.configurationFile={conf['log4j2']}",
+        "-cp",
+        kafka_classpath(settings),
+        "kafka.tools.StorageTool",
+        "format",
+        "--cluster-id",
+        cluster_id,
+        "--config",
+        str(conf["kafka"]),
+        "--ignore-formatted",
+    ]

@@ -1,0 +1,145 @@
+"""`up`, `down` and `status` of the local stack."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from pipeline.config import Settings
+from pipeline.stack.components import Component, core_components, kafka_storage_command, port_open
+from pipeline.stack.jvm import StackError
+from pipeline.stack.provision import provision
+from pipeline.stack.supervisor import Supervisor
+
+# Later stages (API, Airflow, streaming job, emulator feed) append their component factories.
+ComponentFactory = Callable[[Settings], list[Component]]
+EXTRA_COMPONENTS: list[ComponentFactory] = []
+
+
+def components(settings: Settings) -> list[Component]:
+    found = core_components(settings)
+    for factory in EXTRA_COMPONENTS:
+        found += factory(settings)
+    return found
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    state: str
+    ready: bool
+    url: str
+    pid: int | None
+    rss_mb: float
+
+
+def _format_kafka_storage(settings: Settings) -> None:
+    """Format the KRaft log directory once; a formatted one keeps its cluster id."""
+    if (settings.data_dir / "kafka" / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    (settings.data_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        kafka_storage_command(settings, cluster_id), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise StackError(f"kafka storage format failed: {result.stdout}{result.stderr}".strip())
+
+
+def _check_ports_free(component: Component) -> None:
+    for port in component.ports:
+        if port_open(port):
+            raise StackError(
+                f"port {port} ({component.name}) is in use by another process: stop it, "
+                f"or choose another port in .env (see .env.example)"
+            )
+
+
+def _wait_ready(supervisor: Supervisor, component: Component, settings: Settings) -> float:
+    started = time.monotonic()
+    while not component.ready(settings):
+        state = supervisor.info().get(component.name, {}).get("statename", "UNKNOWN")
+        if state in ("FATAL", "EXITED", "BACKOFF") or (
+            time.monotonic() - started > component.ready_timeout_s
+        ):
+            raise StackError(
+                f"{component.name} did not become ready (state {state}); last log lines:\n"
+                + supervisor.log_tail(component.name)
+            )
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def up(settings: Settings, on_event: Callable[[str], None] = print) -> None:
+    """Start every component in dependency order, wait for each, then provision. Idempotent."""
+    wanted = components(settings)
+    supervisor = Supervisor(settings)
+    states = {name: info["statename"] for name, info in supervisor.info().items()}
+    for component in wanted:
+        if states.get(component.name) not in ("RUNNING", "STARTING"):
+            _check_ports_free(component)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _format_kafka_storage(settings)
+    supervisor.start_daemon(wanted)
+    for component in wanted:
+        if states.get(component.name) in ("RUNNING", "STARTING"):
+            on_event(f"{component.name}: already running")
+        else:
+            on_event(f"{component.name}: starting")
+            supervisor.start(component.name)
+        seconds = _wait_ready(supervisor, component, settings)
+        on_event(f"{component.name}: ready ({seconds:.1f}s) {component.url}")
+    created = provision(settings)
+    on_event(
+        "provisioned: bucket "
+        f"{settings.lake_bucket}, topics {', '.join(settings.topics.values())}, "
+        f"streams {', '.join(settings.streams.values())}"
+        + (f" (created {created})" if any(created.values()) else " (already there)")
+    )
+
+
+def down(settings: Settings, on_event: Callable[[str], None] = print) -> None:
+    """Stop everything this run folder's supervisord started, and nothing else."""
+    supervisor = Supervisor(settings)
+    if supervisor.pid() is None:
+        on_event("stack is not running")
+        return
+    supervisor.shutdown()
+    on_event("stack stopped")
+
+
+def _rss_mb(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    try:
+        process = psutil.Process(pid)
+        tree = [process, *process.children(recursive=True)]
+        return sum(p.memory_info().rss for p in tree) / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def status(settings: Settings) -> list[ComponentStatus]:
+    supervisor = Supervisor(settings)
+    info = supervisor.info()
+    result = []
+    for component in components(settings):
+        proc = info.get(component.name, {})
+        pid = proc.get("pid") or None
+        result.append(
+            ComponentStatus(
+                name=component.name,
+                state=proc.get("statename", "STOPPED"),
+                ready=component.ready(settings) if proc.get("statename") == "RUNNING" else False,
+                url=component.url,
+                pid=pid,
+                rss_mb=_rss_mb(pid),
+            )
+        )
+    return result

@@ -1,0 +1,67 @@
+"""Shared fixtures: a real local stack on test ports, started once per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings, get_settings
+
+# Ports apart from a developer's running stack (9092, 8083, 4566, ...), so tests never touch it.
+TEST_ENV = {
+    "PINPIPE_TARGET": "local",
+    "PINPIPE_KAFKA_PORT": "19092",
+    "PINPIPE_KAFKA_CONTROLLER_PORT": "19093",
+    "PINPIPE_CONNECT_PORT": "18083",
+    "PINPIPE_EMULATOR_PORT": "14566",
+    "PINPIPE_API_PORT": "18000",
+    "PINPIPE_TOPIC_PREFIX": "test",
+    "PINPIPE_LAKE_BUCKET": "test-lake",
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_REGION": "us-east-1",
+}
+# Set by a developer's shell or .env; the test stack derives them from its ports instead.
+CLEARED = (
+    "PINPIPE_KAFKA_BOOTSTRAP_SERVERS",
+    "PINPIPE_CONNECT_URL",
+    "AWS_ENDPOINT_URL",
+    "PINPIPE_API_URL",
+    "AWS_DEFAULT_REGION",
+    "PINPIPE_RUN_DIR",
+)
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Point every `get_settings()` of this test session at the test stack."""
+    run_dir: Path = tmp_path_factory.mktemp("stack")
+    env = {**TEST_ENV, "PINPIPE_RUN_DIR": str(run_dir)}
+    saved = {key: os.environ.get(key) for key in (*env, *CLEARED)}
+    for key in CLEARED:
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    get_settings.cache_clear()
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def stack(test_env: dict[str, str]) -> Iterator[Settings]:
+    """The local stack (real broker, Connect worker, S3/Kinesis emulator), up and provisioned."""
+    from pipeline.stack import stack as local_stack
+
+    settings = get_settings()
+    local_stack.up(settings, on_event=lambda message: print(f"[stack] {message}"))
+    try:
+        yield settings
+    finally:
+        local_stack.down(settings, on_event=lambda message: print(f"[stack] {message}"))
