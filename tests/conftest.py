@@ -11,15 +11,23 @@ import pytest
 from pipeline.config import Settings, get_settings
 
 # Ports apart from a developer's running stack (9092, 8083, 4566, ...), so tests never touch it.
+# PINPIPE_TEST_PORT_OFFSET moves them all, e.g. to run two test sessions side by side.
+PORT_OFFSET = int(os.environ.get("PINPIPE_TEST_PORT_OFFSET", "10000"))
+DEFAULT_PORTS = {
+    "PINPIPE_KAFKA_PORT": 9092,
+    "PINPIPE_KAFKA_CONTROLLER_PORT": 9093,
+    "PINPIPE_CONNECT_PORT": 8083,
+    "PINPIPE_EMULATOR_PORT": 4566,
+    "PINPIPE_API_PORT": 8000,
+    "PINPIPE_AIRFLOW_PORT": 8080,
+}
+TEST_PORTS = {key: port + PORT_OFFSET for key, port in DEFAULT_PORTS.items()}
 TEST_ENV = {
     "PINPIPE_TARGET": "local",
-    "PINPIPE_KAFKA_PORT": "19092",
-    "PINPIPE_KAFKA_CONTROLLER_PORT": "19093",
-    "PINPIPE_CONNECT_PORT": "18083",
-    "PINPIPE_EMULATOR_PORT": "14566",
-    "PINPIPE_API_PORT": "18000",
+    **{key: str(port) for key, port in TEST_PORTS.items()},
     "PINPIPE_TOPIC_PREFIX": "test",
     "PINPIPE_LAKE_BUCKET": "test-lake",
+    "PINPIPE_LANDING_FLUSH_INTERVAL_MS": "5000",
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": "us-east-1",

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     connect_port: int = 8083
     connect_heap: str = "512m"
 
+    # -- the landing zone (Kafka Connect S3 sink; MSK Connect in the cloud) ---------------
+    connector_name: str = "pinpipe-s3-sink"
+    landing_flush_max_records: int = Field(default=500, description="records per S3 object")
+    landing_flush_interval_ms: int = Field(
+        default=60_000, description="longest wait before a quiet topic's records land"
+    )
+    kafka_replication_factor: int = 1
+
     # -- S3 and Kinesis (an emulator locally) -----------------------------------------------
     aws_endpoint_url: str | None = Field(
         default="http://127.0.0.1:4566",
@@ -84,6 +92,12 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
     api_port: int = 8000
     api_keys: list[str] = Field(default_factory=list, description="x-api-key values; empty = open")
+    api_timeout_s: float = Field(
+        default=5.0, gt=0, description="max wait for Kafka/Kinesis before the API answers 503"
+    )
+    api_max_body_bytes: int = Field(
+        default=5 * 2**20, gt=0, description="larger request bodies get 413"
+    )
 
     # -- Spark (Databricks in the cloud) ----------------------------------------------------
     spark_master: str = "local[2]"
@@ -100,6 +114,11 @@ class Settings(BaseSettings):
     def topics(self) -> dict[str, str]:
         """Kafka topic per table: `<prefix>.pin|geo|user`."""
         return {table: f"{self.topic_prefix}.{table}" for table in TABLES}
+
+    @property
+    def dlq_topic(self) -> str:
+        """Dead-letter topic of the S3 sink: records it cannot land, with the reason in headers."""
+        return f"{self.topic_prefix}.dlq"
 
     @property
     def streams(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psutil
 
 from pipeline.config import Settings
+from pipeline.land.connector import register as register_connector
 from pipeline.stack.components import Component, core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
 from pipeline.stack.provision import provision
@@ -102,6 +103,9 @@ def up(settings: Settings, on_event: Callable[[str], None] = print) -> None:
         f"streams {', '.join(settings.streams.values())}"
         + (f" (created {created})" if any(created.values()) else " (already there)")
     )
+    # like a one-shot init container: (re-)register the S3 sink, idempotently
+    state = "registered" if register_connector(settings) else "config up to date"
+    on_event(f"connector {settings.connector_name}: {state}")
 
 
 def down(settings: Settings, on_event: Callable[[str], None] = print) -> None:

@@ -11,9 +11,19 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.conftest import TEST_PORTS
+
 pytestmark = pytest.mark.integration
 
-PORTS = {"kafka": 39092, "controller": 39093, "connect": 38083, "emulator": 34566}
+# The session's test stack may be up: this one sits 100 ports above it.
+PORTS = {
+    "kafka": TEST_PORTS["PINPIPE_KAFKA_PORT"] + 100,
+    "controller": TEST_PORTS["PINPIPE_KAFKA_CONTROLLER_PORT"] + 100,
+    "connect": TEST_PORTS["PINPIPE_CONNECT_PORT"] + 100,
+    "emulator": TEST_PORTS["PINPIPE_EMULATOR_PORT"] + 100,
+    "api": TEST_PORTS["PINPIPE_API_PORT"] + 100,
+    "airflow": TEST_PORTS["PINPIPE_AIRFLOW_PORT"] + 100,
+}
 
 
 def _listening(port: int) -> bool:
@@ -51,6 +61,8 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(tmp_path: Path) -> None:
         "PINPIPE_KAFKA_CONTROLLER_PORT": str(PORTS["controller"]),
         "PINPIPE_CONNECT_PORT": str(PORTS["connect"]),
         "PINPIPE_EMULATOR_PORT": str(PORTS["emulator"]),
+        "PINPIPE_API_PORT": str(PORTS["api"]),
+        "PINPIPE_AIRFLOW_PORT": str(PORTS["airflow"]),
         "COLUMNS": "200",
     }
     assert not any(_listening(p) for p in PORTS.values()), "test ports busy before the test"
