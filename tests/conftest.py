@@ -68,8 +68,19 @@ def stack(test_env: dict[str, str]) -> Iterator[Settings]:
     from pipeline.stack import stack as local_stack
 
     settings = get_settings()
-    local_stack.up(settings, on_event=lambda message: print(f"[stack] {message}"))
     try:
+        local_stack.up(settings, on_event=lambda message: print(f"[stack] {message}"))
         yield settings
-    finally:
+    finally:  # also when `up` failed half-way: leave no process behind
         local_stack.down(settings, on_event=lambda message: print(f"[stack] {message}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stream_job_left_out_of_test_stack() -> Iterator[None]:
+    """The `stack` fixture starts no streaming job (one Spark driver less on a small machine);
+    tests of the stream layer start their own, with their own lake and checkpoints."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PINPIPE_STREAM_ENABLED", "false")
+        get_settings.cache_clear()
+        yield
+    get_settings.cache_clear()

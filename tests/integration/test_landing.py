@@ -1,0 +1,232 @@
+"""The landing zone against the real broker, Connect worker and S3 emulator (issue: landing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from sqlalchemy.engine import Engine
+
+from pipeline.config import Settings
+from pipeline.land.connector import ConnectClient, render
+from pipeline.source import database
+from pipeline.source.emulator import EmulationConfig, run_emulation
+from pipeline.source.loader import seed_database
+from pipeline.source.posting import row_value
+from pipeline.stack.components import connect_ready
+from pipeline.stack.provision import ensure_topics
+from pipeline.stack.supervisor import Supervisor
+
+pytestmark = pytest.mark.integration
+
+
+# -- reading the lake ---------------------------------------------------------------------------
+def landed_objects(settings: Settings, topic: str) -> dict[str, list[bytes]]:
+    """Every landed object of a topic: key → its lines."""
+    s3 = boto3.client("s3", **settings.boto3_kwargs())
+    objects: dict[str, list[bytes]] = {}
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
+        for item in page.get("Contents", []):
+            body = s3.get_object(Bucket=settings.lake_bucket, Key=item["Key"])["Body"].read()
+            objects[item["Key"]] = body.splitlines()
+    return objects
+
+
+def object_key(topic: str, partition: int, offset: int, window: int) -> str:
+    start = offset - offset % window
+    return f"topics/{topic}/partition={partition}/{topic}+{partition}+{start:020d}.json"
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    consumer = Consumer({**settings.kafka_client_config(), "group.id": "landing-test-probe"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in metadata.partitions
+        }
+    finally:
+        consumer.close()
+
+
+def wait_for(condition: object, timeout_s: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def landed_line_count(settings: Settings, topics: list[str]) -> int:
+    return sum(len(lines) for t in topics for lines in landed_objects(settings, t).values())
+
+
+# -- a second sink on its own topics, for tests that poison or kill ----------------------------
+@pytest.fixture
+def isolated_sink(stack: Settings) -> Iterator[Settings]:
+    """The same connector definition on topics of its own (prefix unique to the test)."""
+    prefix = f"iso{uuid.uuid4().hex[:6]}"
+    settings = stack.model_copy(
+        update={"topic_prefix": prefix, "connector_name": f"{prefix}-s3-sink"}
+    )
+    ensure_topics(settings)
+    connector = render(settings)
+    client = ConnectClient(settings)
+    client.put_config(connector["name"], connector["config"])
+    def running() -> bool:
+        try:
+            tasks = client.status(settings.connector_name).tasks
+        except RuntimeError:  # 404 until the worker has assigned the new connector
+            return False
+        return bool(tasks) and all(task["state"] == "RUNNING" for task in tasks)
+
+    wait_for(running, 60, "the isolated connector's task to run")
+    yield settings
+    client.delete(settings.connector_name)
+
+
+# -- tests ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def source_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    engine = database.connect(f"sqlite:///{tmp_path_factory.mktemp('source') / 'source.db'}")
+    seed_database(engine, 300, seed=7)
+    return engine
+
+
+def test_posted_records_land_exactly_once(
+    stack: Settings, source_engine: Engine, tmp_path: Path
+) -> None:
+    ledger_path = tmp_path / "ledger.jsonl"
+    config = EmulationConfig.from_settings(
+        stack, mode="batch", count=120, seed=11, ledger=ledger_path, records_per_request=1
+    )
+    summary = run_emulation(source_engine, config)
+    assert summary.accepted == summary.sent > 0 and summary.rejected == summary.failed == 0
+    ledger = [json.loads(line) for line in ledger_path.read_text().splitlines()]
+    assert len(ledger) == summary.accepted
+
+    topics = list(stack.topics.values())
+    # every record ever produced to the topics (this test's and others') lands exactly once
+    expected_total = sum(sum(end_offsets(stack, t).values()) for t in topics)
+    wait_for(
+        lambda: landed_line_count(stack, topics) >= expected_total,
+        stack.landing_flush_interval_ms / 1000 + 60,
+        f"{expected_total} records to land",
+    )
+    assert landed_line_count(stack, topics) == expected_total, "duplicates in the lake"
+
+    window = stack.landing_flush_max_records
+    objects = {t: landed_objects(stack, t) for t in topics}
+    ids = {entry["id"] for entry in ledger}
+    rows = {table: database.fetch_rows(source_engine, table, ids) for table in stack.topics}
+    for entry in ledger:
+        topic, partition, offset = entry["topic"], entry["partition"], entry["offset"]
+        key = object_key(topic, partition, offset, window)
+        assert key in objects[topic], f"{key} missing for offset {offset}"
+        line = objects[topic][key][offset % window]
+        assert json.loads(line) == row_value(rows[entry["table"]][entry["id"]])
+
+
+def test_a_quiet_topic_lands_within_the_flush_interval(stack: Settings) -> None:
+    topic = stack.topics["geo"]
+    before = landed_line_count(stack, [topic])
+    producer = Producer(stack.kafka_client_config())
+    for i in range(3):  # far fewer than a window: only the time bound can flush them
+        producer.produce(topic, json.dumps({"ind": 10_000 + i, "quiet": True}))
+    assert producer.flush(10) == 0
+    bound_s = stack.landing_flush_interval_ms / 1000 + 20  # + one poll and commit cycle
+    waited = wait_for(
+        lambda: landed_line_count(stack, [topic]) >= before + 3, bound_s, "the quiet records"
+    )
+    print(
+        f"quiet topic landed in {waited:.1f}s (flush interval {stack.landing_flush_interval_ms} ms)"
+    )
+
+
+def test_poison_messages_go_to_the_dead_letter_topic(isolated_sink: Settings) -> None:
+    settings = isolated_sink
+    topic = settings.topics["pin"]
+    good = [json.dumps({"index": i, "title": f"good {i}"}).encode() for i in range(5)]
+    poison = [b"not json {", b"[1, 2, 3]", b'"just a string"', b"\xff\xfe binary"]
+    producer = Producer(settings.kafka_client_config())
+    for value in [good[0], poison[0], good[1], poison[1], good[2], poison[2], poison[3], *good[3:]]:
+        producer.produce(topic, value, partition=0)
+    assert producer.flush(10) == 0
+
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"dlq-reader-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([settings.dlq_topic])
+    dead: dict[bytes, dict[str, bytes]] = {}
+    deadline = time.monotonic() + 60
+    while len(dead) < len(poison) and time.monotonic() < deadline:
+        message = consumer.poll(1)
+        if message is not None and not message.error():
+            dead[message.value()] = dict(message.headers() or [])
+    consumer.close()
+    assert set(dead) == set(poison)
+    for headers in dead.values():
+        assert headers["__connect.errors.topic"] == topic.encode()
+        assert b"DataException" in headers["__connect.errors.exception.class.name"]
+        assert headers["__connect.errors.exception.message"].startswith(b"value is ")
+
+    wait_for(lambda: landed_line_count(settings, [topic]) >= len(good), 60, "good records")
+    lines = [line for lines in landed_objects(settings, topic).values() for line in lines]
+    assert sorted(lines) == sorted(good)
+    status = ConnectClient(settings).status(settings.connector_name)
+    assert status.state == "RUNNING" and all(t["state"] == "RUNNING" for t in status.tasks)
+
+
+def test_connect_worker_killed_mid_stream_loses_and_duplicates_nothing(
+    isolated_sink: Settings,
+) -> None:
+    settings = isolated_sink
+    topic = settings.topics["user"]
+    total = 3000
+    values = [json.dumps({"ind": i, "run": settings.topic_prefix}).encode() for i in range(total)]
+    producer = Producer({**settings.kafka_client_config(), "enable.idempotence": True})
+
+    def produce() -> None:
+        for i, value in enumerate(values):
+            producer.produce(topic, value)
+            if i % 100 == 99:
+                producer.flush(10)
+                time.sleep(0.05)  # keep the stream flowing while the worker dies
+        producer.flush(30)
+
+    feeder = threading.Thread(target=produce)
+    feeder.start()
+    supervisor = Supervisor(settings)
+    wait_for(lambda: landed_line_count(settings, [topic]) > 0, 60, "the first objects")
+    pid = supervisor.info()["connect"]["pid"]
+    os.kill(pid, signal.SIGKILL)  # no shutdown hook, no final commit
+    feeder.join()
+    # supervisord restarts the worker (autorestart); the connector resumes from committed offsets
+    wait_for(lambda: supervisor.info()["connect"]["pid"] not in (0, pid), 60, "a new worker")
+    wait_for(lambda: connect_ready(settings), 180, "the restarted worker")
+    wait_for(
+        lambda: landed_line_count(settings, [topic]) >= total,
+        settings.landing_flush_interval_ms / 1000 + 120,
+        f"{total} records after the restart",
+    )
+    time.sleep(settings.landing_flush_interval_ms / 1000 + 5)  # a late duplicate would show now
+    lines = [line for lines in landed_objects(settings, topic).values() for line in lines]
+    counts = Counter(lines)
+    assert len(lines) == total, f"{len(lines) - total} extra lines"
+    assert set(counts) == set(values) and max(counts.values()) == 1
