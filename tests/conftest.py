@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,8 @@ TEST_ENV = {
     "PINPIPE_TOPIC_PREFIX": "test",
     "PINPIPE_LAKE_BUCKET": "test-lake",
     "PINPIPE_LANDING_FLUSH_INTERVAL_MS": "5000",
+    # tests post exactly what they count: no background feed
+    "PINPIPE_FEED_IDS_PER_SECOND": "0",
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": "us-east-1",
@@ -44,9 +48,11 @@ CLEARED = (
 
 
 @pytest.fixture(scope="session")
-def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def test_env() -> Iterator[dict[str, str]]:
     """Point every `get_settings()` of this test session at the test stack."""
-    run_dir: Path = tmp_path_factory.mktemp("stack")
+    # Not under pytest's basetemp: concurrent pytest sessions prune each other's old basetemps,
+    # which would pull the run folder (and supervisord's socket) from under a live stack.
+    run_dir = Path(tempfile.mkdtemp(prefix="pinpipe-test-stack-"))
     env = {**TEST_ENV, "PINPIPE_RUN_DIR": str(run_dir)}
     saved = {key: os.environ.get(key) for key in (*env, *CLEARED)}
     for key in CLEARED:
@@ -54,6 +60,7 @@ def test_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     os.environ.update(env)
     get_settings.cache_clear()
     yield env
+    shutil.rmtree(run_dir, ignore_errors=True)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

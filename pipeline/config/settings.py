@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     lake_root: str = Field(
         default="", description="Delta lake root; s3a://<lake_bucket>/lake if empty"
     )
+    stream_enabled: bool = Field(
+        default=True, description="run the streaming job as part of the local stack"
+    )
+
+    # -- the emulator feed `make up` runs (the original posts about one row id per second) ----
+    feed_ids_per_second: float = Field(
+        default=1.0, ge=0, description="row ids drawn per second per layer; 0 turns the feed off"
+    )
+    feed_modes: str = Field(default="batch,stream", description="layers fed: batch, stream")
+    feed_seed_rows: int = Field(default=11_153, description="rows seeded into an empty source")
 
     # -- the source database (RDS MySQL in the cloud original) ----------------------------
     source_db_url: str = ""

@@ -11,6 +11,7 @@ from rich.table import Table
 from pipeline.config import get_settings
 from pipeline.stack import stack
 from pipeline.stack.jvm import StackError
+from pipeline.stack.provision import provision as provision_resources
 
 console = Console()
 
@@ -57,7 +58,22 @@ def status() -> None:
     console.print(f"total RSS: {sum(row.rss_mb for row in rows):.0f} MB")
 
 
+def provision() -> None:
+    """Create the lake bucket, the topics and the streams where settings point (idempotent).
+
+    `up` does this for the local stack; the compose stack runs it as a one-shot init service.
+    """
+    settings = get_settings()
+    created = provision_resources(settings)
+    _say(
+        f"bucket {settings.lake_bucket}, topics {', '.join(settings.topics.values())}, "
+        f"streams {', '.join(settings.streams.values())}: "
+        + (f"created {created}" if any(created.values()) else "already there")
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("down")(down)
     app.command("status")(status)
+    app.command("provision")(provision)

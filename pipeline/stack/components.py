@@ -20,7 +20,11 @@ ReadyProbe = Callable[[Settings], bool]
 
 @dataclass(frozen=True)
 class Component:
-    """One supervised process. `ports` are checked free before it starts."""
+    """One supervised process. `ports` are checked free before it starts.
+
+    `after_provision` components (workloads such as the emulator feed or the streaming job)
+    start only once the bucket, topics, streams and connector exist.
+    """
 
     name: str
     command: list[str]
@@ -29,6 +33,25 @@ class Component:
     ready: ReadyProbe
     environment: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 90.0
+    after_provision: bool = False
+
+
+def pipeline_environment(settings: Settings) -> dict[str, str]:
+    """The non-secret settings as PINPIPE_* variables, for pipeline processes the stack starts.
+
+    They then agree with the stack that started them even if supervisord was launched from
+    another shell; credentials are inherited from the environment, never written to a file.
+    """
+    secret_fields = {"aws_access_key_id", "aws_secret_access_key", "api_keys"}
+    environment = {
+        f"PINPIPE_{name.upper()}": str(value)
+        for name, value in settings.model_dump(exclude=secret_fields).items()
+        if value is not None and not isinstance(value, list | dict)
+    }
+    environment["AWS_REGION"] = settings.aws_region
+    if settings.aws_endpoint_url:
+        environment["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    return environment
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -146,8 +169,8 @@ def kafka_storage_command(settings: Settings, cluster_id: str) -> list[str]:
         kafka_classpath(settings),
         "kafka.tools.StorageTool",
         "format",
-        "--cluster-id",
-        cluster_id,
+        # `=` form: a base64 id may start with "-", which argparse would take for an option
+        f"--cluster-id={cluster_id}",
         "--config",
         str(conf["kafka"]),
         "--ignore-formatted",

@@ -12,21 +12,21 @@ from dataclasses import dataclass
 import psutil
 
 from pipeline.config import Settings
+from pipeline.ingest.component import api_components
 from pipeline.land.connector import register as register_connector
+from pipeline.source.feed import ensure_seeded, feed_components
 from pipeline.stack.components import Component, core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
 from pipeline.stack.provision import provision
 from pipeline.stack.supervisor import Supervisor
-
-# Later stages (API, Airflow, streaming job, emulator feed) append their component factories.
-ComponentFactory = Callable[[Settings], list[Component]]
-EXTRA_COMPONENTS: list[ComponentFactory] = []
+from pipeline.stream.component import stream_components
 
 
 def components(settings: Settings) -> list[Component]:
     found = core_components(settings)
-    for factory in EXTRA_COMPONENTS:
-        found += factory(settings)
+    found += api_components(settings)
+    found += stream_components(settings)
+    found += feed_components(settings)
     return found
 
 
@@ -88,14 +88,9 @@ def up(settings: Settings, on_event: Callable[[str], None] = print) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _format_kafka_storage(settings)
     supervisor.start_daemon(wanted)
-    for component in wanted:
-        if states.get(component.name) in ("RUNNING", "STARTING"):
-            on_event(f"{component.name}: already running")
-        else:
-            on_event(f"{component.name}: starting")
-            supervisor.start(component.name)
-        seconds = _wait_ready(supervisor, component, settings)
-        on_event(f"{component.name}: ready ({seconds:.1f}s) {component.url}")
+    infrastructure = [c for c in wanted if not c.after_provision]
+    workloads = [c for c in wanted if c.after_provision]
+    _start_in_order(supervisor, infrastructure, states, settings, on_event)
     created = provision(settings)
     on_event(
         "provisioned: bucket "
@@ -106,6 +101,26 @@ def up(settings: Settings, on_event: Callable[[str], None] = print) -> None:
     # like a one-shot init container: (re-)register the S3 sink, idempotently
     state = "registered" if register_connector(settings) else "config up to date"
     on_event(f"connector {settings.connector_name}: {state}")
+    if any(c.name.startswith("feed-") for c in workloads):
+        on_event(f"source database: {ensure_seeded(settings)} rows ({settings.source_url})")
+    _start_in_order(supervisor, workloads, states, settings, on_event)
+
+
+def _start_in_order(
+    supervisor: Supervisor,
+    wanted: list[Component],
+    states: dict[str, str],
+    settings: Settings,
+    on_event: Callable[[str], None],
+) -> None:
+    for component in wanted:
+        if states.get(component.name) in ("RUNNING", "STARTING"):
+            on_event(f"{component.name}: already running")
+        else:
+            on_event(f"{component.name}: starting")
+            supervisor.start(component.name)
+        seconds = _wait_ready(supervisor, component, settings)
+        on_event(f"{component.name}: ready ({seconds:.1f}s) {component.url}")
 
 
 def down(settings: Settings, on_event: Callable[[str], None] = print) -> None:

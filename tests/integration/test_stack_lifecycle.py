@@ -6,10 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import psutil
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from tests.conftest import TEST_PORTS
 
@@ -53,7 +56,32 @@ def _stack_processes(run_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_up_twice_is_harmless_and_down_leaves_nothing(tmp_path: Path) -> None:
+def _topic_records(kafka_port: int) -> int:
+    """Records in the three table topics (the feed's prefix is the default, `pinpipe`)."""
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{kafka_port}", "group.id": "probe"})
+    try:
+        total = 0
+        for table in ("pin", "geo", "user"):
+            for partition in range(3):
+                total += consumer.get_watermark_offsets(
+                    TopicPartition(f"pinpipe.{table}", partition), timeout=10
+                )[1]
+        return total
+    finally:
+        consumer.close()
+
+
+def _wait_for_records(kafka_port: int, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _topic_records(kafka_port) > 0:
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="pinpipe-lifecycle-"))  # see conftest: not basetemp
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PINPIPE_", "AWS_"))},
         "PINPIPE_RUN_DIR": str(tmp_path / "run"),
@@ -64,13 +92,20 @@ def test_up_twice_is_harmless_and_down_leaves_nothing(tmp_path: Path) -> None:
         "PINPIPE_API_PORT": str(PORTS["api"]),
         "PINPIPE_AIRFLOW_PORT": str(PORTS["airflow"]),
         "COLUMNS": "200",
+        # the emulator feed is on (as for users); the heavy workloads are tested elsewhere
+        "PINPIPE_FEED_IDS_PER_SECOND": "2",
+        "PINPIPE_FEED_SEED_ROWS": "500",
+        "PINPIPE_STREAM_ENABLED": "false",
+        "PINPIPE_AIRFLOW_ENABLED": "false",
     }
     assert not any(_listening(p) for p in PORTS.values()), "test ports busy before the test"
     try:
         first = _pinpipe(env, "up")
         assert first.returncode == 0, first.stdout + first.stderr
         pids_before = {p.pid for p in _stack_processes(tmp_path / "run")}
-        assert all(_listening(p) for p in PORTS.values())
+        assert all(_listening(p) for p in PORTS.values() if p != PORTS["airflow"])
+        assert "feed-batch: ready" in first.stdout and "feed-stream: ready" in first.stdout
+        assert _topic_records(PORTS["kafka"]) > 0 or _wait_for_records(PORTS["kafka"])
 
         second = _pinpipe(env, "up")
         assert second.returncode == 0, second.stdout + second.stderr
