@@ -1,0 +1,62 @@
+"""Prometheus metrics of the API, in a registry of its own (one per app, so tests can build many).
+
+The server runs one gunicorn worker with threads, so the process's registry is the whole truth.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.requests = Counter(
+            "pinpipe_api_requests_total",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pinpipe_api_request_duration_seconds",
+            "Time from request start to response, by route and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.records = Counter(
+            "pinpipe_api_records_total",
+            "Records by sink (kafka, kinesis), table and outcome (written, rejected, failed)",
+            ["sink", "table", "outcome"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "pinpipe_api_errors_total",
+            "Error responses by route and REST Proxy error code",
+            ["route", "error_code"],
+            registry=self.registry,
+        )
+        self.delivery = Histogram(
+            "pinpipe_api_delivery_duration_seconds",
+            "Time the sink took to acknowledge a request's records",
+            ["sink"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,80 @@
+"""Serving the API: gunicorn (one worker, threads) by default, Flask's dev server with `--dev`.
+
+One worker process keeps a single Kafka producer and exact in-process Prometheus metrics; the
+gthread worker's threads serve concurrent requests while each waits for its broker acks. The app
+is built in the worker (not preloaded), so librdkafka's threads start after the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from pipeline.config import Settings
+from pipeline.ingest.app import create_app, ingest_of
+
+log = logging.getLogger(__name__)
+
+
+def _close_on_exit(_server: Any, worker: Any) -> None:
+    """gunicorn `worker_exit` hook: flush the producer of the exiting worker."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        ingest_of(app).close()
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings, options: dict[str, Any], threads: int) -> None:
+        self.settings = settings
+        self.options = options
+        self.threads = threads
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings, threads=self.threads)
+
+
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    threads: int = 8,
+    dev: bool = False,
+    access_log: bool = False,
+) -> None:
+    if dev:
+        app = create_app(settings, threads=threads)
+        # SIGTERM (supervisord, docker stop) ends the dev server through `finally` as well
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            app.run(host=host, port=port, threaded=True, use_reloader=False)
+        finally:
+            ingest_of(app).close()
+        return
+    # A request may wait api_timeout_s for Kafka and as long again for metadata; the worker
+    # must not be killed as "hung" before it answers 503.
+    timeout = int(max(30, 4 * settings.api_timeout_s))
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": timeout,
+        "graceful_timeout": int(settings.api_timeout_s + 10),
+        "keepalive": 5,
+        "worker_exit": _close_on_exit,
+        "accesslog": "-" if access_log else None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "pinpipe-api",
+    }
+    _Gunicorn(settings, options, threads).run()
