@@ -1,11 +1,18 @@
 # The user's commands. `make up` and `make test` each run `make setup` first.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-TARGET ?= local
 UV ?= uv
 RUN := $(UV) run --frozen
+DOCKER ?= docker
+# Which stack `up`, `down`, `logs`, `ps`/`status` and `clean` act on: `docker` (compose) when a
+# Docker engine answers, else `local` (processes under supervisord). TARGET=local|docker forces.
+TARGET ?= $(shell $(DOCKER) info >/dev/null 2>&1 && echo docker || echo local)
+# Docker's compose plugin when installed, else the same Compose v2 from PyPI (dev dependency).
+COMPOSE_CLI ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo .venv/bin/docker-compose)
+COMPOSE ?= $(COMPOSE_CLI) -f compose/docker-compose.yml --env-file .env
 
-.PHONY: help setup up down status logs lint test test-unit test-integration ci clean
+.PHONY: help setup up down status ps logs lint test test-unit test-integration ci clean \
+	check-target $(foreach t,local docker,up-$(t) down-$(t) ps-$(t) logs-$(t) clean-$(t))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,17 +23,60 @@ setup: ## install Python deps (uv.lock) and resolve JVM jars (jvm/pom.xml) into 
 	scripts/resolve-jvm.sh
 	@[ -f .env ] || cp .env.example .env
 
-up: setup ## start the stack (TARGET=local|docker) and provision bucket, topics, streams
+check-target:
+	@case "$(TARGET)" in local|docker) ;; \
+	  *) echo "TARGET must be local or docker, not '$(TARGET)'" >&2; exit 2 ;; esac
+
+up: setup check-target ## start the stack (TARGET=local|docker) and provision bucket, topics, streams
+	@$(MAKE) --no-print-directory up-$(TARGET) TARGET=$(TARGET)
+
+down: check-target ## stop everything the stack started (TARGET=local|docker)
+	@$(MAKE) --no-print-directory down-$(TARGET) TARGET=$(TARGET)
+
+ps: check-target ## each service's state (docker: compose ps; local: as `make status`)
+	@$(MAKE) --no-print-directory ps-$(TARGET) TARGET=$(TARGET)
+
+status: ps ## each component's state (local: also URL and memory)
+
+logs: check-target ## follow the stack's logs
+	@$(MAKE) --no-print-directory logs-$(TARGET) TARGET=$(TARGET)
+
+up-local:
 	$(RUN) pinpipe up
 
-down: ## stop everything the stack started
+down-local:
 	$(RUN) pinpipe down
 
-status: ## each component's state, URL and memory
+ps-local:
 	$(RUN) pinpipe status
 
-logs: ## follow the local stack's logs
+logs-local:
 	tail -n 50 -F .run/logs/*.log
+
+up-docker:
+	$(COMPOSE) up --detach --build --wait
+	@$(COMPOSE) ps
+	@for url in "API docs|api 8000|/openapi/swagger" "Kafka UI|kafka-ui 8080|/" "Airflow|airflow 8080|/" \
+	  "Connect|connect 8083|/connectors" "S3/Kinesis emulator|s3 4566|/moto-api/"; do \
+	  IFS='|' read -r what port path <<<"$$url"; \
+	  address=$$($(COMPOSE) port $$port 2>/dev/null) && echo "  $$what: http://$$address$$path"; \
+	done; true
+
+down-docker:
+	$(COMPOSE) down --remove-orphans
+
+ps-docker:
+	$(COMPOSE) ps --all
+
+logs-docker:
+	$(COMPOSE) logs --follow --tail 50
+
+.PHONY: demo mwaa
+demo: setup ## on the local stack: seed, post N=3000 records, wait until landed, run the DAG, print results
+	$(RUN) pinpipe demo --records $(or $(N),3000)
+
+mwaa: ## build dist/mwaa/ for Amazon MWAA: DAG folder, requirements.txt (Airflow constraints), startup.sh
+	$(RUN) pinpipe mwaa-bundle --out dist/mwaa
 
 lint: ## ruff + mypy
 	$(RUN) ruff check .
@@ -44,5 +94,11 @@ test: setup lint ## lint, then every test (unit, integration, e2e) against real 
 
 ci: test ## what CI runs
 
-clean: down ## remove the run folder (data, logs); keeps the jar cache
+clean: check-target ## stop the stack and delete its data (local: .run/, docker: volumes); keeps the jar cache
+	@$(MAKE) --no-print-directory clean-$(TARGET) TARGET=$(TARGET)
+
+clean-local: down-local
 	rm -rf .run
+
+clean-docker:
+	$(COMPOSE) down --remove-orphans --volumes

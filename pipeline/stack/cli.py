@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
+from pipeline.orchestrate.component import login_hint
 from pipeline.stack import stack
 from pipeline.stack.jvm import StackError
 from pipeline.stack.provision import provision as provision_resources
@@ -56,6 +57,8 @@ def status() -> None:
         )
     console.print(table)
     console.print(f"total RSS: {sum(row.rss_mb for row in rows):.0f} MB")
+    if hint := login_hint(settings):
+        console.print(hint)
 
 
 def provision() -> None:
