@@ -102,3 +102,22 @@ clean-local: down-local
 
 clean-docker:
 	$(COMPOSE) down --remove-orphans --volumes
+
+# -- the aws target: one stage (STAGE=dev) on AWS + Databricks, see README "Deploy to AWS" ------
+# Credentials: the standard AWS chain (PROFILE=... or AWS_PROFILE) and the Databricks CLI
+# profile / DATABRICKS_* variables; options: PINPIPE_DEPLOY_* (pipeline/deploy/stage.py).
+.PHONY: deploy deploy-plan destroy
+DEPLOY_ARGS = $(if $(STAGE),--stage $(STAGE)) $(if $(REGION),--region $(REGION)) \
+	$(if $(PROFILE),--profile $(PROFILE))
+
+deploy-plan: ## show what `make deploy` would create, change or replace (STAGE, REGION, PROFILE)
+	@[ -d dist/mwaa ] || $(MAKE) --no-print-directory mwaa
+	$(RUN) pinpipe deploy plan $(DEPLOY_ARGS)
+
+deploy: ## plan, confirm, apply a stage: stacks, plugin, wheel, image, DAGs, Databricks jobs (AUTO_APPROVE=1)
+	@$(MAKE) --no-print-directory mwaa
+	$(RUN) pinpipe deploy apply $(DEPLOY_ARGS) $(if $(AUTO_APPROVE),--auto-approve)
+
+destroy: ## remove a stage; keeps the lake bucket unless DELETE_LAKE=1 (AUTO_APPROVE=1 skips the question)
+	$(RUN) pinpipe deploy destroy $(DEPLOY_ARGS) $(if $(DELETE_LAKE),--delete-lake) \
+		$(if $(AUTO_APPROVE),--auto-approve)

@@ -32,6 +32,8 @@ TEST_ENV = {
     "PINPIPE_LANDING_FLUSH_INTERVAL_MS": "5000",
     # tests post exactly what they count: no background feed
     "PINPIPE_FEED_IDS_PER_SECOND": "0",
+    # Airflow (1+ GB, slow to start) only where a test asks for it: tests/e2e start their own
+    "PINPIPE_AIRFLOW_ENABLED": "false",
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": "us-east-1",

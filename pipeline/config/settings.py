@@ -117,6 +117,26 @@ class Settings(BaseSettings):
     feed_modes: str = Field(default="batch,stream", description="layers fed: batch, stream")
     feed_seed_rows: int = Field(default=11_153, description="rows seeded into an empty source")
 
+    # -- orchestration: the daily batch DAG on Airflow (MWAA in the cloud) ----------------------
+    airflow_enabled: bool = Field(default=True, description="run Airflow in the local stack")
+    airflow_port: int = 8080
+    airflow_url: str = "http://127.0.0.1:8080"
+    airflow_db_url: SecretStr | None = Field(
+        default=None, description="Airflow metadata DB (SQLAlchemy URL); SQLite in the run folder"
+    )
+    airflow_parallelism: int = Field(default=2, ge=1, description="task slots (a 2-core machine)")
+    batch_runner: Literal["spark-submit", "databricks"] = Field(
+        default="spark-submit", description="how the DAG runs Spark jobs"
+    )
+    landed_wait_timeout_s: int = Field(default=6 * 3600, gt=0, description="sensor gives up after")
+    landed_poke_interval_s: int = Field(default=60, gt=0, description="sensor checks this often")
+    databricks_conn_id: str = "databricks_default"
+    databricks_cluster_id: str = Field(default="", description="existing cluster the jobs run on")
+    databricks_code_root: str = Field(
+        default="", description="Databricks folder (workspace, Volume, S3) holding pipeline/"
+    )
+    databricks_wheel: str = Field(default="", description="pinpipe wheel installed on the cluster")
+
     # -- the source database (RDS MySQL in the cloud original) ----------------------------
     source_db_url: str = ""
 
@@ -134,6 +154,11 @@ class Settings(BaseSettings):
     def streams(self) -> dict[str, str]:
         """Kinesis stream per table: `streaming-<prefix>-pin|geo|user`."""
         return {table: f"streaming-{self.topic_prefix}-{table}" for table in TABLES}
+
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of the local stack: config, metadata DB (SQLite), task logs."""
+        return self.run_dir / "airflow"
 
     @property
     def logs_dir(self) -> Path:
@@ -175,15 +200,21 @@ class Settings(BaseSettings):
             kwargs["aws_secret_access_key"] = self.aws_secret_access_key.get_secret_value()
         return kwargs
 
-    def kafka_client_config(self) -> dict[str, str | int | float | bool]:
-        """librdkafka settings shared by every Kafka client of the pipeline."""
-        config: dict[str, str | int | float | bool] = {
-            "bootstrap.servers": self.kafka_bootstrap_servers
-        }
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every Kafka client of the pipeline.
+
+        With SASL OAUTHBEARER (the aws target: MSK with IAM auth) the clients get an `oauth_cb`
+        that signs MSK IAM tokens with the standard AWS credential chain.
+        """
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap_servers}
         if self.kafka_security_protocol != "PLAINTEXT":
             config["security.protocol"] = self.kafka_security_protocol
         if self.kafka_sasl_mechanism:
             config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_mechanism == "OAUTHBEARER":
+            from pipeline.config.kafka_auth import msk_iam_oauth_cb
+
+            config["oauth_cb"] = msk_iam_oauth_cb(self.aws_region)
         return config
 
 
@@ -206,6 +237,8 @@ class LocalSettings(Settings):
             self.aws_endpoint_url = f"http://127.0.0.1:{self.emulator_port}"
         if "api_url" not in explicit:
             self.api_url = f"http://127.0.0.1:{self.api_port}"
+        if "airflow_url" not in explicit:
+            self.airflow_url = f"http://127.0.0.1:{self.airflow_port}"
         return self
 
 
@@ -220,6 +253,7 @@ class DockerSettings(Settings):
         validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
     )
     api_url: str = "http://api:8000"
+    airflow_url: str = "http://airflow:8080"
 
 
 class AwsSettings(Settings):
@@ -239,6 +273,7 @@ class AwsSettings(Settings):
     s3_path_style: bool = False
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "SASL_SSL"
     kafka_sasl_mechanism: Literal["", "OAUTHBEARER"] = "OAUTHBEARER"
+    batch_runner: Literal["spark-submit", "databricks"] = "databricks"
 
 
 _BY_TARGET: dict[str, type[Settings]] = {

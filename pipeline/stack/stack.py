@@ -14,6 +14,7 @@ import psutil
 from pipeline.config import Settings
 from pipeline.ingest.component import api_components
 from pipeline.land.connector import register as register_connector
+from pipeline.orchestrate.component import airflow_components
 from pipeline.source.feed import ensure_seeded, feed_components
 from pipeline.stack.components import Component, core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
@@ -27,6 +28,7 @@ def components(settings: Settings) -> list[Component]:
     found += api_components(settings)
     found += stream_components(settings)
     found += feed_components(settings)
+    found += airflow_components(settings)
     return found
 
 

@@ -85,6 +85,7 @@ def isolated_sink(stack: Settings) -> Iterator[Settings]:
     connector = render(settings)
     client = ConnectClient(settings)
     client.put_config(connector["name"], connector["config"])
+
     def running() -> bool:
         try:
             tasks = client.status(settings.connector_name).tasks

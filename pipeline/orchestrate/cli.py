@@ -1,0 +1,55 @@
+"""`pinpipe demo` (the whole batch path once) and `pinpipe mwaa-bundle` (what MWAA takes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipeline.config import get_settings
+from pipeline.config.settings import PROJECT_ROOT
+
+
+def demo(
+    records: Annotated[
+        int, typer.Option("--records", "-n", min=3, help="Records to post (pin, geo, user rows).")
+    ] = 3000,
+) -> None:
+    """Start the stack, post records, wait until they land, run the DAG, print the results."""
+    from pipeline.orchestrate.demo import DemoError, run_demo
+    from pipeline.stack.jvm import StackError
+
+    console = Console()
+    try:
+        run_demo(get_settings(), records=records, console=console)
+    except (DemoError, StackError) as error:
+        console.print(f"[bold red]demo failed:[/] {error}")
+        raise typer.Exit(1) from error
+
+
+def mwaa_bundle(
+    out: Annotated[Path, typer.Option(help="Folder to (re)create.")] = PROJECT_ROOT
+    / "dist"
+    / "mwaa",
+    airflow_version: Annotated[
+        str, typer.Option(help="MWAA's Airflow version (pins the constraints).")
+    ] = "3.0.6",
+    python_version: Annotated[str, typer.Option(help="MWAA's Python version.")] = "3.12",
+) -> None:
+    """Build the MWAA bundle: DAG folder, requirements.txt (Airflow constraints), startup.sh."""
+    from pipeline.orchestrate.mwaa import build_bundle
+
+    written = build_bundle(out, airflow=airflow_version, python=python_version)
+    for path in written:
+        typer.echo(path.relative_to(out.parent) if path.is_relative_to(out.parent) else path)
+    typer.echo(
+        f"MWAA bundle in {out}: upload dags/ to the DAG folder, requirements.txt and startup.sh "
+        "to the environment's bucket"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+    app.command("mwaa-bundle")(mwaa_bundle)

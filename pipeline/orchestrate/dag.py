@@ -1,0 +1,172 @@
+"""The parts of the daily batch DAG (`dags/pinpipe_batch.py` only wires them together).
+
+Which operator runs the Spark jobs is configuration, never an edit of the DAG:
+`settings.batch_runner` is `spark-submit` on the local and docker targets (the job runs as a
+local Spark application next to Airflow) and `databricks` on aws (a one-time run on an existing
+cluster, as in the original). Both run the same two scripts with the same parameters:
+`pipeline/transform/job.py` (the batch job) and `pipeline/orchestrate/quality.py` (the checks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from airflow.sdk import BaseOperator, PokeReturnValue, task
+
+from pipeline.config import Settings, get_settings
+from pipeline.config.settings import PROJECT_ROOT
+from pipeline.orchestrate.landing import landed_topics
+
+DAG_ID = "pinpipe_batch"
+TASK_IDS: tuple[str, ...] = ("wait_for_landed_data", "run_batch_job", "check_data_quality")
+# Scripts run by the Spark jobs, relative to the project root (or `databricks_code_root`).
+BATCH_JOB = PurePosixPath("pipeline/transform/job.py")
+QUALITY_JOB = PurePosixPath("pipeline/orchestrate/quality.py")
+# The local "cluster" is a setting (`spark_master`): the DAG defines this connection from it
+# unless the deployment defines one of the same id itself.
+SPARK_CONN_ID = "pinpipe_spark"
+
+log = logging.getLogger(__name__)
+
+DOC_MD = """\
+### pinpipe daily batch
+
+1. **wait_for_landed_data** — waits (rescheduling, not holding a slot) until the S3 sink has
+   landed objects for the three topics; a backlog lets it pass at once.
+2. **run_batch_job** — the Spark job: landed JSON lines → bronze → silver → gold (Delta). It only
+   commits changes, so a re-run over the same data changes nothing.
+3. **check_data_quality** — silver has rows and no null or duplicate `ind`; all nine gold tables
+   exist and have rows. Any failed check fails the run (no retries: the data would not change).
+
+Spark jobs run with `spark-submit` locally and as Databricks runs on aws (`PINPIPE_BATCH_RUNNER`).
+"""
+
+
+def dag_arguments(settings: Settings) -> dict[str, Any]:
+    """Schedule, ownership and retry policy of the daily DAG."""
+    return {
+        "description": "landed events → bronze → silver → gold, then data-quality checks",
+        "schedule": "@daily",
+        "start_date": datetime(2025, 1, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": {
+            "owner": "pinpipe",
+            "retries": 2,
+            "retry_delay": timedelta(minutes=2),
+        },
+        "tags": ["pinpipe", "batch", settings.batch_runner],
+        "doc_md": DOC_MD,
+    }
+
+
+def batch_job_arguments(settings: Settings) -> list[str]:
+    return [
+        "--input",
+        settings.landing_uri,
+        "--lake",
+        settings.lake_uri,
+        "--prefix",
+        settings.topic_prefix,
+    ]
+
+
+def quality_arguments(settings: Settings) -> list[str]:
+    return ["--lake", settings.lake_uri]
+
+
+def wait_for_landed_data(settings: Settings) -> Any:
+    """A sensor that passes once every topic has landed objects; returns what it found."""
+
+    @task.sensor(
+        task_id=TASK_IDS[0],
+        mode="reschedule",
+        poke_interval=settings.landed_poke_interval_s,
+        timeout=settings.landed_wait_timeout_s,
+        retries=0,  # a timeout means no data came: retrying would only wait again
+    )
+    def wait_for_landed_data() -> PokeReturnValue:
+        landed = landed_topics(get_settings())
+        empty = [item.topic for item in landed.values() if item.objects == 0]
+        if empty:
+            log.info("nothing landed yet under topics/ for %s", empty)
+        summary = {table: {"objects": t.objects, "bytes": t.bytes} for table, t in landed.items()}
+        return PokeReturnValue(is_done=not empty, xcom_value=summary)
+
+    return wait_for_landed_data()
+
+
+def spark_job(
+    settings: Settings, task_id: str, script: PurePosixPath, arguments: list[str], **kwargs: Any
+) -> BaseOperator:
+    """The operator that runs `script` with `arguments` where `settings.batch_runner` says."""
+    if settings.batch_runner == "databricks":
+        return _databricks_run(settings, task_id, script, arguments, **kwargs)
+    return _spark_submit(settings, task_id, script, arguments, **kwargs)
+
+
+def _spark_submit(
+    settings: Settings, task_id: str, script: PurePosixPath, arguments: list[str], **kwargs: Any
+) -> BaseOperator:
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from pipeline.spark_session import extra_jars
+
+    os.environ.setdefault(
+        f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}",
+        json.dumps({"conn_type": "spark", "host": settings.spark_master}),
+    )
+    operator: BaseOperator = SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        spark_binary="spark-submit",
+        application=str(PROJECT_ROOT / script),
+        application_args=arguments,
+        name=f"pinpipe-{task_id}",
+        # Known only when the driver JVM starts, so they go on the command line. Delta and S3A
+        # settings are made by `get_spark` in the job before its session exists, as everywhere.
+        jars=",".join(str(jar) for jar in extra_jars(settings)),
+        driver_memory=settings.spark_driver_memory,
+        conf={
+            "spark.pyspark.python": sys.executable,
+            "spark.pyspark.driver.python": sys.executable,
+            # Spark's INFO lines would bury the job's own output in the task log
+            "spark.log.level": "WARN",
+        },
+        **kwargs,
+    )
+    return operator
+
+
+def _databricks_run(
+    settings: Settings, task_id: str, script: PurePosixPath, arguments: list[str], **kwargs: Any
+) -> BaseOperator:
+    from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
+    missing = [
+        f"PINPIPE_{name.upper()}"
+        for name in ("databricks_cluster_id", "databricks_code_root")
+        if not getattr(settings, name)
+    ]
+    if missing:
+        raise ValueError(f"batch_runner=databricks needs {', '.join(missing)} to be set")
+    libraries = [{"whl": settings.databricks_wheel}] if settings.databricks_wheel else None
+    operator: BaseOperator = DatabricksSubmitRunOperator(
+        task_id=task_id,
+        databricks_conn_id=settings.databricks_conn_id,
+        existing_cluster_id=settings.databricks_cluster_id,
+        spark_python_task={
+            "python_file": f"{settings.databricks_code_root.rstrip('/')}/{script}",
+            "parameters": arguments,
+        },
+        libraries=libraries,
+        run_name=f"pinpipe {task_id}",
+        **kwargs,
+    )
+    return operator

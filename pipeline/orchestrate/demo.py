@@ -1,0 +1,235 @@
+"""`pinpipe demo`: the whole batch path once, on the local stack, saying what it does.
+
+1. start the local stack (idempotent: a running one is reused), Airflow included;
+2. seed the source database when it is empty;
+3. post N records through the API to Kafka with the emulator, keeping a ledger of what the API
+   acknowledged;
+4. wait until Kafka Connect has landed every acknowledged record in the S3 lake;
+5. trigger the daily DAG through Airflow's REST API and follow it task by task;
+6. print the nine gold tables and a closing line of counts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from pipeline.config import Settings
+from pipeline.orchestrate.client import AirflowClient
+from pipeline.orchestrate.component import airflow_login
+from pipeline.orchestrate.dag import DAG_ID, TASK_IDS
+from pipeline.orchestrate.landing import not_landed, read_ledger
+from pipeline.source import database
+from pipeline.source.emulator import EmulationConfig, EmulationSummary, run_emulation
+from pipeline.source.feed import RECORDS_PER_ID, ensure_seeded
+
+STEPS = 6
+FINISHED_TASK_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+class DemoError(RuntimeError):
+    """A step could not finish; the message says which and what to look at."""
+
+
+@dataclass
+class DemoReport:
+    records_posted: int = 0
+    records_landed: int = 0
+    dag_run_id: str = ""
+    silver_rows: dict[str, int] = field(default_factory=dict)
+    gold_rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Steps:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.number = 0
+        self.started = time.monotonic()
+
+    def begin(self, title: str) -> float:
+        self.number += 1
+        elapsed = time.monotonic() - self.started
+        self.console.rule(f"[bold]{self.number}/{STEPS} {title}[/]  [dim]{elapsed:.0f}s[/]")
+        return time.monotonic()
+
+    def say(self, message: str) -> None:
+        self.console.print(f"  {message}")
+
+
+def _wait(condition: Callable[[], bool], timeout_s: float, interval_s: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise DemoError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(interval_s)
+    return time.monotonic() - started
+
+
+def run_demo(settings: Settings, records: int = 3000, console: Console | None = None) -> DemoReport:
+    """Every step of the module docstring; raises `DemoError` naming the step that failed."""
+    from pipeline.stack import stack
+
+    console = console or Console()
+    steps = _Steps(console)
+    report = DemoReport()
+    if not settings.airflow_enabled:
+        raise DemoError(
+            "the demo runs the DAG on the stack's Airflow: PINPIPE_AIRFLOW_ENABLED=true"
+        )
+
+    started = steps.begin("Starting the local stack (a running one is reused)")
+    stack.up(settings, on_event=steps.say)
+    report.seconds["stack"] = time.monotonic() - started
+
+    started = steps.begin("Seeding the source database if it is empty")
+    rows = ensure_seeded(settings)
+    steps.say(f"{rows:,} row ids in {database.safe_url(settings.source_url)}")
+    report.seconds["seed"] = time.monotonic() - started
+
+    started = steps.begin(f"Posting {records:,} records: emulator → API → Kafka")
+    ledger_path = settings.run_dir / "demo" / f"ledger-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl"
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    summary = _emulate(settings, math.ceil(records / RECORDS_PER_ID), ledger_path)
+    ledger = read_ledger(ledger_path)
+    report.records_posted = len(ledger)
+    steps.say(
+        f"{summary.accepted:,} records acknowledged ({summary.rejected} rejected, "
+        f"{summary.failed} failed) in {summary.elapsed_s:.1f}s; ledger {ledger_path}"
+    )
+    if summary.rejected or summary.failed or not ledger:
+        raise DemoError(f"the API did not take every record: {summary.reasons}")
+    report.seconds["emulate"] = time.monotonic() - started
+
+    started = steps.begin("Waiting for Kafka Connect to land them in S3")
+    flush_s = settings.landing_flush_interval_ms / 1000
+    steps.say(
+        f"the S3 sink writes an object per {settings.landing_flush_max_records} records of a "
+        f"partition, or after {flush_s:.0f}s for a partial one"
+    )
+    missing = len(ledger)
+
+    def all_landed() -> bool:
+        nonlocal missing
+        still = len(not_landed(settings, ledger))
+        if still != missing:
+            steps.say(f"landed {len(ledger) - still:,} of {len(ledger):,}")
+        missing = still
+        return still == 0
+
+    _wait(
+        all_landed,
+        flush_s + 180,
+        3,
+        f"{len(ledger)} records to land in s3://{settings.lake_bucket}",
+    )
+    report.records_landed = len(ledger)
+    report.seconds["land"] = time.monotonic() - started
+
+    started = steps.begin(f"Running the DAG {DAG_ID} on Airflow ({settings.airflow_url})")
+    report.dag_run_id = _run_dag(settings, steps)
+    report.seconds["dag"] = time.monotonic() - started
+
+    started = steps.begin("The nine gold tables")
+    _print_results(settings, console, report)
+    report.seconds["results"] = time.monotonic() - started
+    total = time.monotonic() - steps.started
+    console.print(
+        f"[bold green]demo done in {total / 60:.0f}m{total % 60:02.0f}s:[/] "
+        f"{report.records_posted:,} records posted, {report.records_landed:,} landed; silver "
+        + ", ".join(f"{table} {count:,}" for table, count in report.silver_rows.items())
+        + f" rows; {len(report.gold_rows)} gold tables, {sum(report.gold_rows.values()):,} rows"
+        f" (DAG run {report.dag_run_id})"
+    )
+    return report
+
+
+def _emulate(settings: Settings, draws: int, ledger_path: Path) -> EmulationSummary:
+    engine = database.connect(settings.source_url)
+    try:
+        config = EmulationConfig.from_settings(
+            settings,
+            "batch",
+            count=draws,
+            ledger=ledger_path,
+            concurrency=4,
+            records_per_request=10,
+        )
+        return run_emulation(engine, config)
+    finally:
+        engine.dispose()
+
+
+def _run_dag(settings: Settings, steps: _Steps, timeout_s: float = 1800) -> str:
+    login = airflow_login(settings)
+    if login is None:
+        raise DemoError(f"no Airflow login in {settings.airflow_home}: is airflow-api running?")
+    client = AirflowClient(settings, *login)
+
+    def dag_parsed() -> bool:
+        errors = [e for e in client.import_errors() if "pinpipe" in str(e.get("filename", ""))]
+        if errors:
+            raise DemoError(f"the DAG file does not import: {errors[0].get('stack_trace')}")
+        return client.dag(DAG_ID) is not None
+
+    waited = _wait(dag_parsed, 300, 3, f"Airflow to parse {DAG_ID}")
+    steps.say(f"DAG {DAG_ID} parsed ({waited:.0f}s); unpausing it and triggering a run")
+    client.set_paused(DAG_ID, paused=False)
+    run_id = client.trigger(DAG_ID, note="pinpipe demo")
+    steps.say(f"run {run_id}: {settings.airflow_url}/dags/{DAG_ID}/runs/{run_id}")
+
+    seen: dict[str, str] = {}
+    task_started: dict[str, float] = {}
+
+    def finished() -> bool:
+        for instance in client.task_instances(DAG_ID, run_id):
+            task, state = instance["task_id"], instance.get("state") or "scheduled"
+            if seen.get(task) != state:
+                seen[task] = state
+                task_started.setdefault(task, time.monotonic())
+                took = (
+                    f" ({time.monotonic() - task_started[task]:.0f}s)"
+                    if state in FINISHED_TASK_STATES
+                    else ""
+                )
+                steps.say(f"{task}: {state}{took}")
+        return client.dag_run(DAG_ID, run_id)["state"] in ("success", "failed")
+
+    _wait(finished, timeout_s, 3, f"DAG run {run_id}")
+    state = client.dag_run(DAG_ID, run_id)["state"]
+    if state != "success":
+        failed = [task for task in TASK_IDS if seen.get(task) == "failed"]
+        tries = {
+            i["task_id"]: int(i.get("try_number") or 1)
+            for i in client.task_instances(DAG_ID, run_id)
+        }
+        for task in failed:
+            lines = client.task_log(DAG_ID, run_id, task, tries.get(task, 1))
+            steps.say(f"[red]{task} failed; its log ends with:[/]")
+            for line in lines[-25:]:
+                steps.say(f"  {line}")
+        raise DemoError(f"DAG run {run_id} {state} (failed tasks: {', '.join(failed) or 'none'})")
+    steps.say(f"[green]DAG run {run_id} succeeded[/]")
+    return run_id
+
+
+def _print_results(settings: Settings, console: Console, report: DemoReport) -> None:
+    from pipeline.spark_session import get_spark
+    from pipeline.transform.cli import render_tables
+    from pipeline.transform.job import read_gold
+    from pipeline.transform.lake import LakePaths, read_delta
+
+    spark = get_spark("pinpipe-demo", settings)
+    results = read_gold(spark, settings.lake_uri)
+    paths = LakePaths(settings.lake_uri)
+    report.silver_rows = {
+        table: read_delta(spark, paths.silver(table)).count() for table in ("pin", "geo", "user")
+    }
+    report.gold_rows = {query_id: len(rows) for query_id, rows in results.items()}
+    render_tables(results, console)

@@ -1,0 +1,141 @@
+"""Data-quality checks of the batch job's output, run by the DAG after the job (SPEC §3, §4).
+
+silver (pin, geo, user): rows present, no null `ind`, no duplicate `ind`;
+gold (the nine queries): table present with the SPEC columns, rows present.
+
+Runs unchanged as a Spark application, like the batch job:
+
+    spark-submit pipeline/orchestrate/quality.py --lake s3a://pinpipe-lake/lake
+    a Databricks Python task with this file and the same parameters
+
+and exits non-zero, naming every failed check, when any check fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Started as a script (`spark-submit .../quality.py`): make the `pipeline` package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from pipeline.config import Settings, get_settings
+from pipeline.spark_session import get_spark
+from pipeline.transform.gold import QUERY_COLUMNS
+from pipeline.transform.lake import LakePaths, is_delta_table, read_delta
+
+SILVER_TABLES: tuple[str, ...] = ("pin", "geo", "user")
+SILVER_KEY = "ind"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of one table: `passed`, and what was found either way."""
+
+    table: str  # "silver.pin", "gold.q1_top_category_by_country", ...
+    name: str
+    passed: bool
+    found: str
+
+    def __str__(self) -> str:
+        return f"{'ok  ' if self.passed else 'FAIL'} {self.table}: {self.name} ({self.found})"
+
+
+class DataQualityError(RuntimeError):
+    """At least one check failed; the message lists every failed check."""
+
+    def __init__(self, failed: list[Check]) -> None:
+        super().__init__(
+            f"{len(failed)} data-quality check(s) failed: " + "; ".join(map(str, failed))
+        )
+        self.failed = failed
+
+
+def silver_checks(table: str, df: DataFrame) -> list[Check]:
+    """Rows present, no null and no duplicate ids: one aggregation over the table."""
+    key = F.col(SILVER_KEY)
+    stats = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count_if(key.isNull()).alias("null_ids"),
+        (F.count(key) - F.count_distinct(key)).alias("duplicate_ids"),
+    ).first()
+    if stats is None:  # an aggregation without grouping always yields one row
+        raise RuntimeError(f"no statistics for silver.{table}")
+    rows, nulls, duplicates = (int(stats[c]) for c in ("rows", "null_ids", "duplicate_ids"))
+    name = f"silver.{table}"
+    return [
+        Check(name, "rows present", rows > 0, f"{rows} rows"),
+        Check(name, f"no null {SILVER_KEY}", nulls == 0, f"{nulls} null"),
+        Check(name, f"no duplicate {SILVER_KEY}", duplicates == 0, f"{duplicates} duplicated"),
+    ]
+
+
+def gold_checks(query_id: str, df: DataFrame | None) -> list[Check]:
+    """The table exists with the SPEC columns and holds rows (`df` None: no table)."""
+    name = f"gold.{query_id}"
+    if df is None:
+        return [Check(name, "table present", False, "no Delta table")]
+    expected = QUERY_COLUMNS[query_id]
+    missing = [column for column in expected if column not in df.columns]
+    rows = df.count()
+    return [
+        Check(name, "table present", True, "Delta table"),
+        Check(name, "SPEC columns", not missing, f"missing {missing}" if missing else "all"),
+        Check(name, "rows present", rows > 0, f"{rows} rows"),
+    ]
+
+
+def check_lake(spark: SparkSession, lake_root: str) -> list[Check]:
+    """Every silver and gold check against the lake at `lake_root`."""
+    paths = LakePaths(lake_root)
+    checks: list[Check] = []
+    for table in SILVER_TABLES:
+        path = paths.silver(table)
+        if is_delta_table(spark, path):
+            checks += silver_checks(table, read_delta(spark, path))
+        else:
+            checks.append(Check(f"silver.{table}", "table present", False, "no Delta table"))
+    for query_id in QUERY_COLUMNS:
+        path = paths.gold(query_id)
+        result = read_delta(spark, path) if is_delta_table(spark, path) else None
+        checks += gold_checks(query_id, result)
+    return checks
+
+
+def run(lake_root: str | None = None, settings: Settings | None = None) -> list[Check]:
+    """Check the configured lake; raise `DataQualityError` naming every failed check."""
+    settings = settings or get_settings()
+    lake = lake_root or settings.lake_uri
+    checks = check_lake(get_spark("pinpipe-quality", settings), lake)
+    for check in checks:
+        print(check, flush=True)
+    failed = [check for check in checks if not check.passed]
+    if failed:
+        raise DataQualityError(failed)
+    print(f"data quality: all {len(checks)} checks passed on {lake}", flush=True)
+    return checks
+
+
+def main(
+    lake_root: Annotated[
+        str | None, typer.Option("--lake", help="Delta lake root (default: config)")
+    ] = None,
+) -> None:
+    """Check silver and gold; exit 1 naming every failed check."""
+    try:
+        run(lake_root)
+    except DataQualityError as error:
+        print(f"DATA QUALITY CHECK FAILED: {error}", file=sys.stderr, flush=True)
+        raise typer.Exit(1) from error
+
+
+if __name__ == "__main__":
+    typer.run(main)

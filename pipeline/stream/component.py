@@ -1,0 +1,78 @@
+"""The streaming job as a component of the local stack (after the emulator and the API).
+
+It is ready once its heartbeat file is fresh: waiting for its inputs (the stack provisions the
+streams and the bucket after starting every component), starting, or running three active
+queries. Set
+`PINPIPE_STREAM_ENABLED=false` to leave it out of the stack (tests start their own job).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from pipeline.config import Settings
+from pipeline.stack.components import Component
+
+HEARTBEAT_MAX_AGE_S = 15.0
+
+
+def progress_path(settings: Settings) -> Path:
+    return settings.data_dir / "stream" / f"{settings.topic_prefix}-progress.json"
+
+
+def stream_ready(settings: Settings) -> bool:
+    try:
+        state = json.loads(progress_path(settings).read_text())
+    except (OSError, ValueError):
+        return False
+    fresh = time.time() - float(state.get("updated_epoch", 0)) < HEARTBEAT_MAX_AGE_S
+    if not (fresh and psutil.pid_exists(int(state.get("pid", 0)))):
+        return False
+    if state.get("state") == "running":
+        queries = state.get("queries", {})
+        return len(queries) == 3 and all(query.get("active") for query in queries.values())
+    # Alive and waiting for the streams and bucket, which the stack provisions after starting
+    # its components, or starting Spark: ready as a component.
+    return state.get("state") in ("waiting", "starting")
+
+
+def stream_components(settings: Settings) -> list[Component]:
+    if not settings.stream_enabled:
+        return []
+    # Non-secret settings travel explicitly (as for the API); credentials are inherited.
+    environment = {
+        "PINPIPE_TARGET": settings.target,
+        "PINPIPE_TOPIC_PREFIX": settings.topic_prefix,
+        "PINPIPE_RUN_DIR": str(settings.run_dir),
+        "PINPIPE_LAKE_BUCKET": settings.lake_bucket,
+        "PINPIPE_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
+        "AWS_REGION": settings.aws_region,
+    }
+    if settings.lake_root:
+        environment["PINPIPE_LAKE_ROOT"] = settings.lake_root
+    if settings.aws_endpoint_url:
+        environment["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    return [
+        Component(
+            name="stream",
+            command=[
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "stream",
+                "--progress-file",
+                str(progress_path(settings)),
+            ],
+            ports=[],
+            url=f"{settings.lake_uri}/stream",
+            ready=stream_ready,
+            environment=environment,
+            # a JVM, Delta and three queries to start on a small machine
+            ready_timeout_s=240,
+        )
+    ]

@@ -1,0 +1,601 @@
+"""The streaming job (SPEC §5): three Kinesis streams → Structured Streaming → Delta tables.
+
+One query per stream, each with its own checkpoint. Every micro-batch is parsed with the explicit
+row schema, split into readable and rejected records, cleaned with the batch job's silver
+functions (`pipeline.transform.silver`, imported, not copied) and MERGEd into its table.
+
+Layout under the lake root (`--lake`, default `Settings.lake_uri`), for prefix P:
+
+    stream/P_pin_table, stream/P_geo_table, stream/P_user_table   SPEC §3 columns, one row per ind
+    stream/P_rejected                  unreadable records: source, reason, record (the Kinesis
+                                       data as text) and where it came from; partitioned by source
+    _checkpoints/stream/P_<table>_table                        one checkpoint per query
+
+Exactly once, with no streaming state: the tables themselves remember what was written.
+
+- duplicates of an `ind` within a micro-batch collapse to the first to arrive;
+- across micro-batches an insert-only MERGE on `ind` adds only rows whose `ind` is new, so the
+  tables only ever grow (downstream readers can stream from them) and the first arrival wins;
+- a batch replayed after a crash re-inserts nothing: rows by `ind`, rejected records by
+  (stream, shard, sequence number).
+
+Runs unchanged three ways, the session and every endpoint coming from config:
+
+    uv run pinpipe stream [--trigger-seconds 2] [--until-idle 30] ...
+    spark-submit pipeline/stream/job.py --lake ... --prefix ...
+    a Databricks Python job with this file and the same parameters: the active session and its
+    built-in `kinesis` source are used; our Python source is registered only where none exists.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Started as a script (`spark-submit .../job.py`): make the `pipeline` package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.listener import (
+    QueryIdleEvent,
+    QueryProgressEvent,
+    QueryStartedEvent,
+    QueryTerminatedEvent,
+    StreamingQueryListener,
+)
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from pipeline.config import Settings, get_settings
+from pipeline.spark_session import get_spark
+from pipeline.stream.kinesis_source import ensure_kinesis_source
+from pipeline.transform.schemas import SILVER_SCHEMAS, SOURCE_SCHEMAS
+from pipeline.transform.silver import (
+    CLEANERS,
+    REJECTED_COLUMNS,
+    latest_per_key,
+    parse_json_column,
+    split_rejected,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql.streaming.query import StreamingQuery
+
+log = logging.getLogger("pinpipe.stream")
+
+TABLES: tuple[str, ...] = ("pin", "geo", "user")
+
+# Lineage of each record: where it sat in Kinesis and when it arrived there.
+STREAM = "_stream"
+SHARD = "_shard_id"
+SEQUENCE = "_sequence_number"
+ARRIVAL = "_arrival_time"
+RAW = "_raw"
+RECORD_KEY: tuple[str, ...] = (STREAM, SHARD, SEQUENCE)
+
+REJECTED_SCHEMA = StructType(
+    [
+        *(StructField(name, StringType()) for name in REJECTED_COLUMNS),
+        StructField(STREAM, StringType()),
+        StructField(SHARD, StringType()),
+        StructField(SEQUENCE, StringType()),
+        StructField(ARRIVAL, TimestampType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class StreamPaths:
+    """Where the stream tables and their checkpoints live under one lake root."""
+
+    root: str
+    prefix: str
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def table_name(self, table: str) -> str:
+        return f"{self.prefix}_{table}_table"
+
+    def table(self, table: str) -> str:
+        return self._join("stream", self.table_name(table))
+
+    @property
+    def rejected(self) -> str:
+        return self._join("stream", f"{self.prefix}_rejected")
+
+    def checkpoint(self, table: str) -> str:
+        return self._join("_checkpoints", "stream", self.table_name(table))
+
+
+# -- pure transformations ------------------------------------------------------------------------
+
+
+def decode_records(raw: DataFrame, table: str) -> DataFrame:
+    """Kinesis rows → the row fields of `table` (explicit schema), the corrupt-record column,
+    and lineage columns (`_stream`, `_shard_id`, `_sequence_number`, `_arrival_time`, `_raw`)."""
+    text = F.col("data").cast("string")
+    records = raw.select(
+        text.alias("value"),
+        F.col("stream").alias(STREAM),
+        F.col("shardId").alias(SHARD),
+        F.col("sequenceNumber").alias(SEQUENCE),
+        F.col("approximateArrivalTimestamp").alias(ARRIVAL),
+        text.alias(RAW),
+    )
+    return parse_json_column(records, "value", SOURCE_SCHEMAS[table])
+
+
+def arrival_order() -> list[Column]:
+    """First to arrive first: arrival time, then position in the shard (numeric order)."""
+    return [
+        F.col(ARRIVAL).asc_nulls_last(),
+        F.col(SHARD).asc(),
+        F.length(SEQUENCE).asc(),
+        F.col(SEQUENCE).asc(),
+    ]
+
+
+def split_batch(raw: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
+    """One micro-batch of Kinesis rows → (clean rows in SPEC §3 columns, one per `ind`, the
+    first to arrive; rejected records with a reason and the record's data as text)."""
+    good, rejected = split_rejected(decode_records(raw, table), table)
+    cleaned = CLEANERS[table](good)
+    first = latest_per_key(cleaned, "ind", arrival_order())
+    rejected_rows = rejected.select(
+        *(F.col(name) for name in REJECTED_COLUMNS if name != "record"),
+        # The data exactly as it came, even when it parsed as something other than an object.
+        F.coalesce(F.col(RAW), F.col("record")).alias("record"),
+        *(F.col(name) for name in (STREAM, SHARD, SEQUENCE, ARRIVAL)),
+    ).select(*REJECTED_SCHEMA.fieldNames())
+    return first.select(*SILVER_SCHEMAS[table].fieldNames()), rejected_rows
+
+
+# -- Delta writes ----------------------------------------------------------------------------------
+
+
+def _is_write_conflict(error: BaseException) -> bool:
+    text = str(error)
+    return "Concurrent" in text or "DELTA_CONCURRENT" in text
+
+
+# Queries commit concurrently to the shared rejected table (different partitions); a rare
+# conflict is retried, as the MERGE is idempotent.
+_retry_conflicts = retry(
+    retry=retry_if_exception(_is_write_conflict),
+    stop=stop_after_attempt(5),
+    wait=wait_random_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
+
+
+def ensure_tables(spark: SparkSession, paths: StreamPaths) -> None:
+    """Create the empty tables up front, so concurrent queries never race to create one."""
+    from delta.tables import DeltaTable
+
+    for table in TABLES:
+        (
+            DeltaTable.createIfNotExists(spark)
+            .location(paths.table(table))
+            .addColumns(SILVER_SCHEMAS[table])
+            .execute()
+        )
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(paths.rejected)
+        .addColumns(REJECTED_SCHEMA)
+        .partitionedBy("source")
+        .execute()
+    )
+
+
+@_retry_conflicts
+def insert_new_rows(spark: SparkSession, rows: DataFrame, path: str) -> None:
+    """Insert the rows whose `ind` the table does not hold yet (insert-only MERGE)."""
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("target")
+        .merge(rows.alias("source"), "target.ind = source.ind")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+@_retry_conflicts
+def insert_new_rejected(spark: SparkSession, rows: DataFrame, path: str, table: str) -> None:
+    """Insert rejected records not recorded yet, matched on their Kinesis position."""
+    from delta.tables import DeltaTable
+
+    # The literal partition filter keeps each query's MERGE to its own partition.
+    condition = " AND ".join(
+        [f"target.source = '{table}'", *(f"target.{name} = source.{name}" for name in RECORD_KEY)]
+    )
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("target")
+        .merge(rows.alias("source"), condition)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+@dataclass
+class BatchWriter:
+    """The `foreachBatch` function of one query: clean, then MERGE rows and rejected records."""
+
+    paths: StreamPaths
+    table: str
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        # Read from the source once: both writes and the emptiness check reuse these rows.
+        records = batch.persist()
+        try:
+            rows, rejected = split_batch(records, self.table)
+            insert_new_rows(spark, rows, self.paths.table(self.table))
+            if not rejected.isEmpty():
+                insert_new_rejected(spark, rejected, self.paths.rejected, self.table)
+        finally:
+            records.unpersist()
+
+
+# -- the queries -----------------------------------------------------------------------------------
+
+
+def kinesis_options(settings: Settings, stream_name: str, initial_position: str) -> dict[str, str]:
+    """Databricks' option names; endpoint and credentials only where config has them."""
+    options = {
+        "streamName": stream_name,
+        "initialPosition": initial_position,
+        "region": settings.aws_region,
+    }
+    if settings.aws_endpoint_url:
+        options["endpoint"] = settings.aws_endpoint_url
+    if settings.aws_access_key_id and settings.aws_secret_access_key:
+        options["awsAccessKey"] = settings.aws_access_key_id
+        options["awsSecretKey"] = settings.aws_secret_access_key.get_secret_value()
+    return options
+
+
+def start_queries(
+    spark: SparkSession,
+    settings: Settings,
+    paths: StreamPaths,
+    streams: Mapping[str, str],
+    trigger_seconds: float,
+    initial_position: str,
+) -> dict[str, StreamingQuery]:
+    """Start one query per table: Kinesis → clean → MERGE, each with its own checkpoint."""
+    ensure_kinesis_source(spark)
+    ensure_tables(spark, paths)
+    queries: dict[str, StreamingQuery] = {}
+    for table in TABLES:
+        source = (
+            spark.readStream.format("kinesis")
+            .options(**kinesis_options(settings, streams[table], initial_position))
+            .load()
+        )
+        queries[table] = (
+            source.writeStream.queryName(paths.table_name(table))
+            .foreachBatch(BatchWriter(paths, table))
+            .option("checkpointLocation", paths.checkpoint(table))
+            .trigger(processingTime=f"{trigger_seconds} seconds")
+            .start()
+        )
+    return queries
+
+
+# -- running, watching, stopping -------------------------------------------------------------------
+
+
+class Heartbeat:
+    """A JSON file rewritten every second while the job lives: its state (`waiting` for its
+    inputs, `starting`, `running`) and each query's progress. The local stack's readiness probe
+    and tests read it; a stale file means the process is gone."""
+
+    def __init__(self, path: Path | None, interval_s: float = 1.0) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self._state: dict[str, object] = {
+            "pid": os.getpid(),
+            "started_at": _now_iso(),
+            "state": "starting",
+            "queries": {},
+        }
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def update(self, **fields: object) -> None:
+        with self._lock:
+            self._state.update(fields)
+
+    def start(self) -> Heartbeat:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._thread.start()
+        return self
+
+    def _write(self) -> None:
+        assert self.path is not None
+        with self._lock:
+            state = {**self._state, "updated_at": _now_iso(), "updated_epoch": time.time()}
+        partial = self.path.with_name(self.path.name + ".tmp")
+        partial.write_text(json.dumps(state, indent=2, default=str))
+        partial.replace(self.path)
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._write()
+            except OSError as error:  # a full disk must not stop the stream
+                log.warning("heartbeat %s: %s", self.path, error)
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _missing_inputs(settings: Settings, streams: Mapping[str, str], lake_root: str) -> list[str]:
+    """The streams (not ACTIVE) and lake bucket (absent) the job cannot start without."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    missing = []
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    for stream in streams.values():
+        status: str
+        try:
+            summary = kinesis.describe_stream_summary(StreamName=stream)
+            status = summary["StreamDescriptionSummary"]["StreamStatus"]
+        except (BotoCoreError, ClientError):
+            status = "absent"
+        if status not in ("ACTIVE", "UPDATING"):
+            missing.append(f"stream {stream} ({status.lower()})")
+    scheme, _, rest = lake_root.partition("://")
+    if scheme in ("s3", "s3a"):
+        bucket = rest.split("/", 1)[0]
+        try:
+            boto3.client("s3", **settings.boto3_kwargs()).head_bucket(Bucket=bucket)
+        except (BotoCoreError, ClientError):
+            missing.append(f"bucket {bucket}")
+    return missing
+
+
+def wait_for_inputs(
+    settings: Settings,
+    streams: Mapping[str, str],
+    lake_root: str,
+    timeout_s: float,
+    heartbeat: Heartbeat,
+) -> None:
+    """Wait until the streams and the lake bucket exist (the local stack provisions them after
+    starting its components); give up after `timeout_s` with what is still missing."""
+    deadline = time.monotonic() + timeout_s
+    while missing := _missing_inputs(settings, streams, lake_root):
+        heartbeat.update(state="waiting", waiting_for=missing)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up after {timeout_s:g}s waiting for {', '.join(missing)}")
+        log.info("waiting for %s", ", ".join(missing))
+        time.sleep(2)
+    heartbeat.update(state="starting", waiting_for=[])
+
+
+class ProgressListener(StreamingQueryListener):
+    """Input rows per micro-batch of every query, as Spark reports them (no polling)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[str, dict[int, int]] = {}  # query id → batch id → input rows
+        self._last_input_at: dict[str, float] = {}
+
+    def onQueryStarted(self, event: QueryStartedEvent) -> None:
+        """Nothing to record."""
+
+    def onQueryProgress(self, event: QueryProgressEvent) -> None:
+        progress = event.progress
+        rows = int(progress.numInputRows)
+        if rows:
+            query_id = str(progress.id)
+            with self._lock:
+                self._batches.setdefault(query_id, {})[int(progress.batchId)] = rows
+                self._last_input_at[query_id] = time.monotonic()
+
+    def onQueryIdle(self, event: QueryIdleEvent) -> None:
+        """Nothing to record."""
+
+    def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:
+        """Failures are read from the query itself."""
+
+    def batches(self, query_id: str) -> dict[int, int]:
+        with self._lock:
+            return dict(self._batches.get(query_id, {}))
+
+    def last_input_at(self, query_id: str) -> float | None:
+        with self._lock:
+            return self._last_input_at.get(query_id)
+
+
+@dataclass
+class StreamReport:
+    """What a run did, per table: micro-batches with input, and input rows."""
+
+    batches: dict[str, int]
+    input_rows: dict[str, int]
+    stopped_because: str
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class StreamJob:
+    """The three running queries, their progress, and when to stop them."""
+
+    def __init__(
+        self,
+        queries: Mapping[str, StreamingQuery],
+        listener: ProgressListener,
+        heartbeat: Heartbeat,
+        stop_requested: threading.Event,
+    ) -> None:
+        self.queries = dict(queries)
+        self.listener = listener
+        self.heartbeat = heartbeat
+        self.stop_requested = stop_requested
+        self.started = time.monotonic()
+        # fixed for a query's run: ask the JVM once
+        self.names = {table: {"name": q.name, "id": str(q.id), "run_id": str(q.runId)}
+                      for table, q in self.queries.items()}  # fmt: skip
+
+    def batches(self, table: str) -> dict[int, int]:
+        """Micro-batches of `table` with input since the start: batch id → input rows."""
+        return self.listener.batches(self.names[table]["id"])
+
+    def _check_alive(self) -> None:
+        for table, query in self.queries.items():
+            error = query.exception()
+            if error is not None:
+                raise RuntimeError(f"stream query {table} failed: {error}") from error
+            if not query.isActive:
+                raise RuntimeError(f"stream query {table} stopped unexpectedly")
+
+    def idle_for(self) -> float:
+        """Seconds since the last micro-batch with input, if no query is busy right now."""
+        busy = any(
+            query.status.get("isTriggerActive") or query.status.get("isDataAvailable")
+            for query in self.queries.values()
+        )
+        if busy:
+            return 0.0
+        inputs = [self.listener.last_input_at(names["id"]) for names in self.names.values()]
+        latest = max([self.started, *(moment for moment in inputs if moment is not None)])
+        return time.monotonic() - latest
+
+    def publish(self) -> None:
+        self.heartbeat.update(
+            state="running",
+            queries={
+                table: {
+                    **self.names[table],
+                    "active": query.isActive,
+                    "batches_with_input": len(batches),
+                    "last_batch_id": max(batches, default=None),
+                    "input_rows": sum(batches.values()),
+                }
+                for table, query in self.queries.items()
+                for batches in [self.batches(table)]
+            },
+        )
+
+    def watch(self, until_idle_s: float | None, timeout_s: float | None) -> str:
+        """Block until asked to stop, idle for `until_idle_s`, or `timeout_s`; return why."""
+        while True:
+            self._check_alive()
+            self.publish()
+            if self.stop_requested.is_set():
+                return "signal"
+            if timeout_s is not None and time.monotonic() - self.started >= timeout_s:
+                return "timeout"
+            if until_idle_s is not None and self.idle_for() >= until_idle_s:
+                return "idle"
+            self.stop_requested.wait(1.0)
+
+    def stop(self) -> None:
+        for query in self.queries.values():
+            try:
+                query.stop()
+            except Exception as error:  # the JVM may already be going down with us
+                log.warning("stopping %s: %s", query.name, error)
+
+    def report(self, reason: str) -> StreamReport:
+        batches = {table: self.batches(table) for table in self.queries}
+        return StreamReport(
+            batches={table: len(found) for table, found in batches.items()},
+            input_rows={table: sum(found.values()) for table, found in batches.items()},
+            stopped_because=reason,
+        )
+
+
+def run(
+    lake_root: str | None = None,
+    prefix: str | None = None,
+    trigger_seconds: float = 2.0,
+    initial_position: str = "trim_horizon",
+    until_idle_s: float | None = None,
+    timeout_s: float | None = None,
+    progress_file: Path | None = None,
+    wait_for_inputs_s: float = 300.0,
+    settings: Settings | None = None,
+) -> StreamReport:
+    """Run the streaming job until stopped (SIGTERM/SIGINT), idle, or out of time."""
+    from pipeline.spark_session import on_databricks
+
+    settings = settings or get_settings()
+    prefix = prefix or settings.topic_prefix
+    streams = {table: f"streaming-{prefix}-{table}" for table in TABLES}
+    paths = StreamPaths(lake_root or settings.lake_uri, prefix)
+    heartbeat = Heartbeat(progress_file).start()
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping the stream queries", signum)
+        stop_requested.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+    try:
+        if not on_databricks():  # there the platform provisions, and may use other credentials
+            wait_for_inputs(settings, streams, paths.root, wait_for_inputs_s, heartbeat)
+        spark = get_spark("pinpipe-stream", settings)
+        listener = ProgressListener()
+        spark.streams.addListener(listener)  # before the queries start: no event missed
+        queries = start_queries(spark, settings, paths, streams, trigger_seconds, initial_position)
+        job = StreamJob(queries, listener, heartbeat, stop_requested)
+        reason = "error"
+        try:
+            reason = job.watch(until_idle_s, timeout_s)
+        finally:
+            job.stop()
+        report = job.report(reason)
+        spark.streams.removeListener(listener)
+        return report
+    finally:
+        heartbeat.stop()
+
+
+def report_json(report: StreamReport) -> str:
+    return json.dumps(report.__dict__, sort_keys=True)
+
+
+def _main() -> None:
+    import typer
+
+    from pipeline.stream.cli import stream
+
+    typer.run(stream)
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,124 @@
+"""`pinpipe batch` (run the batch job) and `pinpipe analytics` (print the gold tables)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.transform.gold import QUERY_COLUMNS
+
+Row = dict[str, Any]
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def batch(
+    input_root: Annotated[
+        str | None,
+        typer.Option("--input", help="Landing root holding topics/<topic>/partition=*/ (config)"),
+    ] = None,
+    lake_root: Annotated[
+        str | None, typer.Option("--lake", help="Delta lake root (default: config)")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Topic prefix P: topics P.pin, P.geo, P.user")
+    ] = None,
+    results_json: Annotated[
+        Path | None,
+        typer.Option("--results-json", help="Also write {query_id: [rows]} to this JSON file"),
+    ] = None,
+) -> None:
+    """Clean the landed data and compute the nine analytics: bronze → silver → gold (Delta)."""
+    from pipeline.transform.job import run
+
+    report = run(input_root, lake_root, prefix, results_json)
+    summary = Table(title="batch run", show_header=True)
+    summary.add_column("table")
+    summary.add_column("bronze rows appended", justify="right")
+    summary.add_column("silver rows merged", justify="right")
+    for table, appended in report.bronze_appended.items():
+        summary.add_row(table, str(appended), str(report.silver_merged.get(table, 0)))
+    console = Console()
+    console.print(summary)
+    console.print(f"rejected rows appended: {report.rejected_appended}")
+    rewritten = ", ".join(report.gold_rewritten) or "none (results unchanged)"
+    console.print(f"gold tables rewritten: {rewritten}")
+    if results_json is not None:
+        console.print(f"results written to {results_json}")
+
+
+def render_csv(results: dict[str, list[Row]], with_titles: bool) -> str:
+    """CSV per query; several queries are separated by a blank line and a `# query_id` line."""
+    out = io.StringIO()
+    for position, (query_id, rows) in enumerate(results.items()):
+        if with_titles:
+            if position:
+                out.write("\n")
+            out.write(f"# {query_id}\n")
+        writer = csv.DictWriter(out, fieldnames=list(QUERY_COLUMNS[query_id]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
+
+
+def render_tables(results: dict[str, list[Row]], console: Console) -> None:
+    for query_id, rows in results.items():
+        table = Table(title=query_id, title_justify="left")
+        for column in QUERY_COLUMNS[query_id]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row.values()))
+        console.print(table)
+
+
+def analytics(
+    lake_root: Annotated[
+        str | None, typer.Option("--lake", help="Delta lake root (default: config)")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="table, json or csv")
+    ] = OutputFormat.table,
+    queries: Annotated[
+        list[str] | None, typer.Option("--query", help="Only these query ids (repeatable)")
+    ] = None,
+) -> None:
+    """Print the gold tables written by `pinpipe batch`."""
+    from pipeline.config import get_settings
+    from pipeline.spark_session import get_spark
+    from pipeline.transform.job import read_gold
+
+    unknown = sorted(set(queries or ()) - set(QUERY_COLUMNS))
+    if unknown:
+        raise typer.BadParameter(f"unknown query ids {unknown}; known: {sorted(QUERY_COLUMNS)}")
+    settings = get_settings()
+    spark = get_spark("pinpipe-analytics", settings)
+    try:
+        results = read_gold(spark, lake_root or settings.lake_uri)
+    except FileNotFoundError as missing:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(1) from missing
+    if queries:
+        results = {query_id: results[query_id] for query_id in queries}
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
+    elif output_format is OutputFormat.csv:
+        typer.echo(render_csv(results, with_titles=len(results) > 1), nl=False)
+    else:
+        render_tables(results, Console())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch")(batch)
+    app.command("analytics")(analytics)

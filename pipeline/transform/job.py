@@ -1,0 +1,186 @@
+"""The batch job: landed JSON lines → bronze → silver → gold, all Delta.
+
+Runs unchanged in three ways, the Spark session and every endpoint coming from config:
+
+    uv run pinpipe batch --input s3a://pinpipe-lake --lake s3a://pinpipe-lake/lake
+    uv run spark-submit --jars "$JARS" pipeline/transform/job.py --input ... --lake ...
+    a Databricks Python job with this file and the same parameters (active session reused)
+
+Under `spark-submit` the driver JVM starts before Python, so the Delta and S3A jars must be on
+its command line: JARS is the comma-joined `pipeline.spark_session.extra_jars(get_settings())`.
+
+Every write commits only real changes (see `pipeline.transform.lake`), so a second run over the
+same landed objects leaves every table at the same version.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Started as a script (`spark-submit .../job.py`): make the `pipeline` package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from pyspark.sql import DataFrame, SparkSession
+
+from pipeline.config import Settings, get_settings
+from pipeline.spark_session import get_spark
+from pipeline.transform.bronze import ingest_topic
+from pipeline.transform.gold import QUERIES, QUERY_COLUMNS, SilverTables, sort_columns
+from pipeline.transform.lake import (
+    LakePaths,
+    append_absent,
+    is_delta_table,
+    merge_changed,
+    read_delta,
+    replace_if_changed,
+)
+from pipeline.transform.schemas import SOURCE_SCHEMAS
+from pipeline.transform.silver import REJECTED_COLUMNS, bronze_to_silver
+
+TABLES: tuple[str, ...] = ("pin", "geo", "user")
+# A broken line read again from a rewritten object is the same rejected record.
+REJECTED_KEY: tuple[str, ...] = (*REJECTED_COLUMNS, "_source_file")
+
+Row = dict[str, Any]
+
+
+@dataclass
+class BatchReport:
+    """What one run changed: rows appended or merged per table, gold tables rewritten."""
+
+    bronze_appended: dict[str, int] = field(default_factory=dict)
+    silver_merged: dict[str, int] = field(default_factory=dict)
+    rejected_appended: int = 0
+    gold_rewritten: list[str] = field(default_factory=list)
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(
+            any(self.bronze_appended.values())
+            or any(self.silver_merged.values())
+            or self.rejected_appended
+            or self.gold_rewritten
+        )
+
+
+def topics_for(prefix: str) -> dict[str, str]:
+    """The landed topic of each table: `<prefix>.pin|geo|user` (SPEC §2)."""
+    return {table: f"{prefix}.{table}" for table in TABLES}
+
+
+def run_batch(
+    spark: SparkSession, input_root: str, lake_root: str, topics: Mapping[str, str]
+) -> BatchReport:
+    """Bronze → silver → gold over the three topics; returns what changed."""
+    paths = LakePaths(lake_root)
+    report = BatchReport()
+
+    for table in TABLES:
+        report.bronze_appended[table] = ingest_topic(
+            spark, input_root, topics[table], SOURCE_SCHEMAS[table], paths.bronze(table)
+        )
+
+    rejected: DataFrame | None = None
+    for table in TABLES:
+        silver, rejected_rows = bronze_to_silver(read_delta(spark, paths.bronze(table)), table)
+        report.silver_merged[table] = merge_changed(spark, silver, paths.silver(table), "ind")
+        rejected = rejected_rows if rejected is None else rejected.unionByName(rejected_rows)
+    if rejected is not None:
+        report.rejected_appended = append_absent(spark, rejected, paths.rejected, REJECTED_KEY)
+
+    # Nine queries read the same three tables: keep them in memory for the gold step.
+    silver_tables = SilverTables(
+        *(read_delta(spark, paths.silver(table)).persist() for table in TABLES)
+    )
+    try:
+        for query_id, query in QUERIES.items():
+            if replace_if_changed(spark, query(silver_tables), paths.gold(query_id)):
+                report.gold_rewritten.append(query_id)
+    finally:
+        for frame in silver_tables:
+            frame.unpersist()
+    return report
+
+
+def _jsonable(value: Any) -> Any:
+    """Row values as JSON: ISO strings for times, numbers for decimals (medians)."""
+    if isinstance(value, datetime):
+        # PySpark hands timestamps back as naive local times; astimezone reads them as such.
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def read_gold(spark: SparkSession, lake_root: str) -> dict[str, list[Row]]:
+    """Every gold table as rows with the SPEC column names, sorted by the leading columns."""
+    paths = LakePaths(lake_root)
+    results: dict[str, list[Row]] = {}
+    for query_id, columns in QUERY_COLUMNS.items():
+        path = paths.gold(query_id)
+        if not is_delta_table(spark, path):
+            raise FileNotFoundError(f"gold table {query_id} missing under {lake_root}: run batch")
+        table = read_delta(spark, path).select(*columns).orderBy(*sort_columns(query_id))
+        results[query_id] = [
+            {name: _jsonable(value) for name, value in row.asDict().items()}
+            for row in table.collect()
+        ]
+    return results
+
+
+def write_results_json(results: Mapping[str, list[Row]], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run(
+    input_root: str | None = None,
+    lake_root: str | None = None,
+    prefix: str | None = None,
+    results_json: Path | None = None,
+    settings: Settings | None = None,
+) -> BatchReport:
+    """The whole job with defaults from config: landing zone, lake root and topic prefix."""
+    settings = settings or get_settings()
+    spark = get_spark("pinpipe-batch", settings)
+    lake = lake_root or settings.lake_uri
+    report = run_batch(
+        spark,
+        input_root or settings.landing_uri,
+        lake,
+        topics_for(prefix or settings.topic_prefix),
+    )
+    if results_json is not None:
+        write_results_json(read_gold(spark, lake), results_json)
+    return report
+
+
+def main(
+    input_root: Annotated[
+        str | None, typer.Option("--input", help="landing root holding topics/<topic>/...")
+    ] = None,
+    lake_root: Annotated[str | None, typer.Option("--lake", help="Delta lake root")] = None,
+    prefix: Annotated[str | None, typer.Option(help="topic prefix (default: config)")] = None,
+    results_json: Annotated[
+        Path | None, typer.Option("--results-json", help="write gold results to this file")
+    ] = None,
+) -> None:
+    """Run bronze → silver → gold once."""
+    report = run(input_root, lake_root, prefix, results_json)
+    print(json.dumps(report.__dict__, sort_keys=True))
+
+
+if __name__ == "__main__":
+    typer.run(main)

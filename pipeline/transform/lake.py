@@ -1,0 +1,135 @@
+"""Delta Lake writes that commit only real changes, so re-running a job leaves tables untouched.
+
+- `append_absent`: append the rows whose key is not in the table yet (bronze, rejected);
+- `merge_changed`: MERGE on a key, sending only rows that differ from the table (silver);
+- `replace_if_changed`: overwrite a small derived table only when its content changed (gold).
+
+Each function creates its table on first use, even from an empty DataFrame, so readers downstream
+always find a table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, Row, SparkSession
+
+
+@dataclass(frozen=True)
+class LakePaths:
+    """Where each layer lives under one lake root (a folder, `s3a://` or `s3://` URI)."""
+
+    root: str
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def bronze(self, table: str) -> str:
+        return self._join("bronze", table)
+
+    def silver(self, table: str) -> str:
+        return self._join("silver", table)
+
+    @property
+    def rejected(self) -> str:
+        return self._join("silver", "rejected")
+
+    def gold(self, query_id: str) -> str:
+        return self._join("gold", query_id)
+
+
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def read_delta(spark: SparkSession, path: str) -> DataFrame:
+    return spark.read.format("delta").load(path)
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The latest commit version of a Delta table."""
+    from delta.tables import DeltaTable
+
+    latest = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    if latest is None:
+        raise ValueError(f"{path} has no Delta history")
+    return int(latest["version"])
+
+
+def _create(df: DataFrame, path: str) -> None:
+    df.write.format("delta").mode("errorifexists").save(path)
+
+
+def append_absent(spark: SparkSession, df: DataFrame, path: str, key: Sequence[str]) -> int:
+    """Append the rows of `df` whose `key` is not in the table yet; return how many."""
+    if not is_delta_table(spark, path):
+        rows = df.persist()
+        try:
+            count = rows.count()
+            _create(rows, path)
+        finally:
+            rows.unpersist()
+        return count
+    present = read_delta(spark, path).select(*key).distinct()
+    new_rows = df.join(present, list(key), "left_anti").select(*df.columns).persist()
+    try:
+        count = new_rows.count()
+        if count:
+            new_rows.write.format("delta").mode("append").save(path)
+    finally:
+        new_rows.unpersist()
+    return count
+
+
+def merge_changed(spark: SparkSession, df: DataFrame, path: str, key: str) -> int:
+    """Upsert `df` (unique on `key`) by MERGE, sending only rows not already in the table as
+    they are; return how many rows were inserted or updated (0 means no commit)."""
+    from delta.tables import DeltaTable
+
+    if not is_delta_table(spark, path):
+        return append_absent(spark, df, path, [key])
+    current = read_delta(spark, path).select(*df.columns)
+    changed = df.exceptAll(current).persist()
+    try:
+        count = changed.count()
+        if count:
+            (
+                DeltaTable.forPath(spark, path)
+                .alias("target")
+                .merge(changed.alias("source"), f"target.`{key}` = source.`{key}`")
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+    finally:
+        changed.unpersist()
+    return count
+
+
+def _shape(df: DataFrame) -> list[tuple[str, str]]:
+    """Column names and types, ignoring nullability (Delta may store it differently)."""
+    return [(field.name, field.dataType.simpleString()) for field in df.schema.fields]
+
+
+def _row_keys(rows: Sequence[Row]) -> Counter[str]:
+    return Counter(json.dumps(row.asDict(recursive=True), default=str) for row in rows)
+
+
+def replace_if_changed(spark: SparkSession, df: DataFrame, path: str) -> bool:
+    """Overwrite the table with `df` unless it already holds exactly these rows; True if written.
+
+    For small derived tables (gold): the result is computed once and compared on the driver.
+    """
+    rows = df.collect()
+    if is_delta_table(spark, path):
+        current = read_delta(spark, path)
+        if _shape(current) == _shape(df) and _row_keys(current.collect()) == _row_keys(rows):
+            return False
+    result = spark.createDataFrame(rows, df.schema)
+    result.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    return True

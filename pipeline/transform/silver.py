@@ -1,0 +1,258 @@
+"""Silver cleaning of SPEC §3 as pure DataFrame → DataFrame functions (Spark built-ins only).
+
+The steps are separate so batch and streaming can share them:
+
+1. `parse_json_column` (streams) or the JSON file reader (batch) turns text into typed rows plus
+   the corrupt-record column;
+2. `split_rejected` sets aside rows that cannot be read, each with a reason;
+3. `clean_pin` / `clean_geo` / `clean_user` clean one row at a time (no shuffle, stream-safe);
+4. `latest_per_key` collapses duplicates of an `ind` (batch; a stream does it in its MERGE).
+
+`bronze_to_silver` chains 2-4 for the batch job. Extra columns whose names start with `_`
+(lineage such as `_source_file`, `_ingested_at`) pass through steps 2 and 3 untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, StructType
+
+from pipeline.transform.schemas import (
+    CORRUPT_RECORD,
+    SILVER_SCHEMAS,
+    SOURCE_ID_COLUMNS,
+    SOURCE_SCHEMAS,
+    with_corrupt_record,
+)
+
+# SPEC §1 placeholders; each one is only a placeholder in its own column.
+PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "title": ("No Title Data Available",),
+    "description": ("No description available Story format", "No description available"),
+    "poster_name": ("User Info Error",),
+    "follower_count": ("User Info Error",),
+    "tag_list": ("N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",),
+    "image_src": ("Image src error.",),
+}
+
+# Rejection reasons (the `reason` column of the rejected table).
+REASON_MALFORMED_JSON = "malformed JSON"
+REASON_SCHEMA_MISMATCH = "fields do not match the schema"
+REASON_MISSING_ID = "missing ind"
+
+REJECTED_COLUMNS: tuple[str, ...] = ("source", "reason", "record")
+
+# Digits with an optional decimal part and k/M/B suffix; bounded so the arithmetic cannot overflow.
+_FOLLOWER_COUNT = r"^\s*(\d{1,18}(?:\.\d{1,9})?)\s*([kKmMbB]?)\s*$"
+_SUFFIX_FACTORS: dict[str, int] = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+_LONG_MAX = 2**63 - 1
+
+# A time of day followed by a zone: `Z`, `UTC`, `GMT`, `+02`, `+0200` or `+02:00`.
+_HAS_ZONE = r":\d{2}(\.\d*)?\s*(Z|UTC|GMT|[+-]\d{1,2}(:?\d{2}){0,2})$"
+_DATE_ONLY = r"^\d{4}-\d{1,2}-\d{1,2}$"
+_SURROUNDING_SPACE = r"^\s+|\s+$"
+
+_LATITUDE_RANGE = (-90.0, 90.0)
+_LONGITUDE_RANGE = (-180.0, 180.0)
+
+
+def is_lineage(column: str) -> bool:
+    """Lineage columns (`_source_file`, ...) travel with the data; the corrupt record does not."""
+    return column.startswith("_") and column != CORRUPT_RECORD
+
+
+def lineage_columns(df: DataFrame) -> list[str]:
+    return [name for name in df.columns if is_lineage(name)]
+
+
+# -- column-level rules -----------------------------------------------------------------------
+
+
+def clean_text(column: Column, placeholders: Sequence[str] = ()) -> Column:
+    """Trim surrounding whitespace; empty text and the column's placeholders become null."""
+    trimmed = F.regexp_replace(column, _SURROUNDING_SPACE, "")
+    unusable = trimmed == ""
+    if placeholders:
+        unusable = unusable | trimmed.isin(*placeholders)
+    return F.when(~unusable, trimmed)
+
+
+def parse_follower_count(column: Column) -> Column:
+    """`437`, `15k`, `1.5M`, ` 2 b ` → whole number (half-up rounding); anything else → null."""
+    # The pattern bounds the digits, so the decimal cast cannot fail, and the range check keeps
+    # the final cast from overflowing: plain casts, which Spark 3.5 (no `try_cast`) also runs.
+    number = F.when(column.rlike(_FOLLOWER_COUNT), F.regexp_extract(column, _FOLLOWER_COUNT, 1))
+    suffix = F.lower(F.regexp_extract(column, _FOLLOWER_COUNT, 2))
+    factor = F.lit(1)
+    for letter, multiplier in _SUFFIX_FACTORS.items():
+        factor = F.when(suffix == letter, F.lit(multiplier)).otherwise(factor)
+    whole = F.round(number.cast(DecimalType(27, 9)) * factor.cast(DecimalType(10, 0)), 0)
+    return F.when(whole <= F.lit(_LONG_MAX).cast(DecimalType(38, 0)), whole.cast("bigint"))
+
+
+def parse_timestamp(column: Column) -> Column:
+    """ISO 8601 text → UTC instant; `T` or space, fractional seconds, `Z` or offsets.
+
+    Text without a zone is UTC, whatever the session time zone: we append `Z` before parsing.
+    """
+    # Upper case so a lower-case `t`, `z` or `utc` reads like its ISO spelling.
+    text = F.upper(F.regexp_replace(column, _SURROUNDING_SPACE, ""))
+    zoned = (
+        F.when(text.rlike(_HAS_ZONE), text)
+        .when(text.rlike(_DATE_ONLY), F.concat(text, F.lit("T00:00:00Z")))
+        .otherwise(F.concat(text, F.lit("Z")))
+    )
+    return F.try_to_timestamp(zoned)  # no format: Spark's cast rules, null when unreadable
+
+
+def save_location_path(column: Column) -> Column:
+    """`Local save in /data/travel` → `/data/travel`; a bare path stays as it is."""
+    path = F.regexp_replace(clean_text(column), r"(?i)^local save in\s*", "")
+    return clean_text(path)
+
+
+def coordinates(latitude: Column, longitude: Column) -> Column:
+    """`[latitude, longitude]`, or null unless both are present and within range."""
+    usable = latitude.between(*_LATITUDE_RANGE) & longitude.between(*_LONGITUDE_RANGE)
+    return F.when(usable, F.array(latitude.cast("double"), longitude.cast("double")))
+
+
+def full_name(first_name: Column, last_name: Column) -> Column:
+    """`first last`; one name alone if the other is missing; null if both are."""
+    joined = F.concat_ws(" ", clean_text(first_name), clean_text(last_name))
+    return F.when(joined != "", joined)
+
+
+# -- row-level cleaning per table ---------------------------------------------------------------
+
+
+def _carried(df: DataFrame, names: Sequence[str] | None) -> list[Column]:
+    return [F.col(name) for name in (lineage_columns(df) if names is None else names)]
+
+
+def clean_pin(df: DataFrame, carry: Sequence[str] | None = None) -> DataFrame:
+    """Landed pin rows → silver pin columns (SPEC §3), plus lineage columns (all by default)."""
+    return df.select(
+        F.col("index").alias("ind"),
+        clean_text(F.col("unique_id")).alias("unique_id"),
+        clean_text(F.col("title"), PLACEHOLDERS["title"]).alias("title"),
+        clean_text(F.col("description"), PLACEHOLDERS["description"]).alias("description"),
+        parse_follower_count(
+            clean_text(F.col("follower_count"), PLACEHOLDERS["follower_count"])
+        ).alias("follower_count"),
+        clean_text(F.col("poster_name"), PLACEHOLDERS["poster_name"]).alias("poster_name"),
+        clean_text(F.col("tag_list"), PLACEHOLDERS["tag_list"]).alias("tag_list"),
+        clean_text(F.col("is_image_or_video")).alias("is_image_or_video"),
+        clean_text(F.col("image_src"), PLACEHOLDERS["image_src"]).alias("image_src"),
+        save_location_path(F.col("save_location")).alias("save_location"),
+        clean_text(F.col("category")).alias("category"),
+        *_carried(df, carry),
+    )
+
+
+def clean_geo(df: DataFrame, carry: Sequence[str] | None = None) -> DataFrame:
+    """Landed geo rows → `ind, country, coordinates, timestamp`, plus lineage columns."""
+    return df.select(
+        F.col("ind"),
+        clean_text(F.col("country")).alias("country"),
+        coordinates(F.col("latitude"), F.col("longitude")).alias("coordinates"),
+        parse_timestamp(F.col("timestamp")).alias("timestamp"),
+        *_carried(df, carry),
+    )
+
+
+def clean_user(df: DataFrame, carry: Sequence[str] | None = None) -> DataFrame:
+    """Landed user rows → `ind, user_name, age, date_joined`, plus lineage columns."""
+    return df.select(
+        F.col("ind"),
+        full_name(F.col("first_name"), F.col("last_name")).alias("user_name"),
+        F.col("age"),
+        parse_timestamp(F.col("date_joined")).alias("date_joined"),
+        *_carried(df, carry),
+    )
+
+
+CLEANERS: dict[str, Callable[..., DataFrame]] = {
+    "pin": clean_pin,
+    "geo": clean_geo,
+    "user": clean_user,
+}
+
+
+# -- reading and rejecting ----------------------------------------------------------------------
+
+
+def parse_json_column(df: DataFrame, column: str, schema: StructType) -> DataFrame:
+    """Parse a JSON text column with `schema` (PERMISSIVE): its fields, the corrupt record, and
+    every other column of `df` kept as is. The streaming counterpart of the JSON file reader."""
+    parsed = F.from_json(
+        F.col(column),
+        with_corrupt_record(schema),
+        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_RECORD},
+    )
+    others = [F.col(name) for name in df.columns if name != column]
+    return df.select(*others, parsed.alias("_parsed")).select(*others, "_parsed.*")
+
+
+def split_rejected(df: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
+    """(readable rows without the corrupt-record column, rejected rows with a reason).
+
+    A row is rejected when its JSON did not parse or did not fit the schema, or when it has no
+    id. Rejected rows keep the raw text (`record`) and the lineage columns.
+    """
+    schema = SOURCE_SCHEMAS[table]
+    id_column = F.col(SOURCE_ID_COLUMNS[table])
+    corrupt = F.col(CORRUPT_RECORD) if CORRUPT_RECORD in df.columns else F.lit(None).cast("string")
+    readable = corrupt.isNull() & id_column.isNotNull()
+
+    good = df.where(readable)
+    if CORRUPT_RECORD in df.columns:
+        good = good.drop(CORRUPT_RECORD)
+
+    as_object = F.from_json(corrupt, "map<string,string>")
+    reason = (
+        F.when(corrupt.isNotNull() & as_object.isNull(), F.lit(REASON_MALFORMED_JSON))
+        .when(corrupt.isNotNull(), F.lit(REASON_SCHEMA_MISMATCH))
+        .otherwise(F.lit(REASON_MISSING_ID))
+    )
+    record = F.coalesce(corrupt, F.to_json(F.struct(*[F.col(n) for n in schema.fieldNames()])))
+    rejected = df.where(~readable).select(
+        F.lit(table).alias("source"),
+        reason.alias("reason"),
+        record.alias("record"),
+        *_carried(df, None),
+    )
+    return good, rejected
+
+
+# -- duplicates -----------------------------------------------------------------------------------
+
+
+def latest_per_key(df: DataFrame, key: str, order_by: Sequence[Column]) -> DataFrame:
+    """One row per `key`: the first by `order_by`, then by a hash of the content, so that re-runs
+    pick the same row even among rows that tie on `order_by`."""
+    from pyspark.sql.window import Window
+
+    content = F.xxhash64(*[F.col(name) for name in df.columns])
+    window = Window.partitionBy(key).orderBy(*order_by, content.desc())
+    return df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
+
+
+def bronze_to_silver(bronze: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
+    """Bronze rows of one table → (silver rows, one per `ind`, in SPEC order; rejected rows).
+
+    Among duplicates of an `ind` the most recently ingested wins, then the latest version of the
+    latest source object.
+    """
+    good, rejected = split_rejected(bronze, table)
+    cleaned = CLEANERS[table](good)
+    order_by = [
+        F.col(name).desc_nulls_last()
+        for name in ("_ingested_at", "_source_modified", "_source_file")
+        if name in cleaned.columns
+    ]
+    deduplicated = latest_per_key(cleaned, "ind", order_by)
+    return deduplicated.select(*SILVER_SCHEMAS[table].fieldNames()), rejected

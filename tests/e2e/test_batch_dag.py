@@ -1,0 +1,198 @@
+"""End to end: emulator → API → Kafka → Connect → S3 → `airflow dags test` → gold tables.
+
+The DAG runs with its real operators (a sensor on the lake, `spark-submit` of the batch job and of
+the quality checks) in an Airflow home of its own. Its gold tables must equal what the batch job
+computes directly on the same landed objects, and every record the API acknowledged must be in
+silver. A lake made to fail a quality check must fail the DAG run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from pyspark.sql import SparkSession
+
+from pipeline.config import Settings
+from pipeline.orchestrate.component import AIRFLOW, airflow_environment
+from pipeline.orchestrate.dag import DAG_ID
+from pipeline.orchestrate.landing import landed_topics, not_landed, read_ledger
+from pipeline.source import database
+from pipeline.source.emulator import EmulationConfig, run_emulation
+from pipeline.source.loader import seed_database
+from pipeline.spark_session import get_spark
+from pipeline.transform.job import TABLES, read_gold, run_batch
+from pipeline.transform.lake import LakePaths, read_delta
+
+# a DAG run and a Spark job each take minutes on a busy 2-core machine
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
+
+DRAWS = 400  # about 1,200 records
+
+
+@dataclass
+class DagEnvironment:
+    settings: Settings  # the stack's, with a lake root of this module
+    env: dict[str, str]  # what Airflow and its tasks see
+
+    def run(self, *arguments: str, timeout_s: float = 1500) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AIRFLOW, *arguments],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def dags_test(self, *options: str) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        result = self.run("dags", "test", DAG_ID, *options)
+        log = Path(self.env["AIRFLOW_HOME"]) / f"dags-test-{int(time.time())}.log"
+        log.write_text(result.stdout + result.stderr)
+        print(f"airflow dags test {' '.join(options)}: {time.monotonic() - started:.0f}s, {log}")
+        return result
+
+    def cli_json(self, *arguments: str) -> list[dict[str, Any]]:
+        """A CLI command's `-o json` answer (log lines before it are skipped)."""
+        result = self.run(*arguments, "-o", "json")
+        assert result.returncode == 0, tail(result)
+        answer = [line for line in result.stdout.splitlines() if line.startswith("[{")]
+        assert answer, tail(result)
+        rows: list[dict[str, Any]] = json.loads(answer[-1])
+        return rows
+
+    def latest_task_states(self) -> dict[str, str]:
+        runs = self.cli_json("dags", "list-runs", DAG_ID)
+        latest = max(runs, key=lambda run: run["start_date"] or "")
+        states = self.cli_json("tasks", "states-for-dag-run", DAG_ID, latest["run_id"])
+        return {item["task_id"]: item["state"] for item in states}
+
+
+def tail(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
+    return "\n".join((result.stdout + result.stderr).splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def ledger(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """Records posted through the API (with the emulator's ledger), all landed in S3."""
+    folder = tmp_path_factory.mktemp("dag-source")
+    engine = database.connect(f"sqlite:///{folder / 'source.db'}")
+    seed_database(engine, 3000, seed=17)
+    config = EmulationConfig.from_settings(
+        stack,
+        "batch",
+        count=DRAWS,
+        seed=23,
+        ledger=folder / "ledger.jsonl",
+        concurrency=4,
+        records_per_request=10,
+    )
+    summary = run_emulation(engine, config)
+    engine.dispose()
+    assert summary.accepted == summary.sent > 0 and summary.rejected == summary.failed == 0
+    entries = read_ledger(folder / "ledger.jsonl")
+    assert len(entries) == summary.accepted
+    deadline = time.monotonic() + stack.landing_flush_interval_ms / 1000 + 120
+    while missing := not_landed(stack, entries):
+        assert time.monotonic() < deadline, f"{len(missing)} acknowledged records never landed"
+        time.sleep(2)
+    return entries
+
+
+@pytest.fixture(scope="module")
+def dag_environment(
+    stack: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DagEnvironment]:
+    """A migrated Airflow home of its own; the DAG writes to `s3a://<bucket>/dag-lake`."""
+    settings = stack.model_copy(update={"lake_root": f"s3a://{stack.lake_bucket}/dag-lake"})
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {**os.environ, **airflow_environment(settings, home)}
+    environment = DagEnvironment(settings, env)
+    migrated = environment.run("db", "migrate", timeout_s=600)
+    assert migrated.returncode == 0, tail(migrated)
+    yield environment
+
+
+@pytest.fixture(scope="module")
+def spark(stack: Settings) -> SparkSession:
+    return get_spark("pinpipe-e2e-dag", stack)
+
+
+@pytest.fixture(scope="module")
+def dag_run(ledger: list[dict[str, Any]], dag_environment: DagEnvironment) -> Settings:
+    """One successful `airflow dags test` over the landed data; returns its settings."""
+    settings = dag_environment.settings
+    landed_before = landed_topics(settings)
+    result = dag_environment.dags_test()
+    assert result.returncode == 0, tail(result)
+    assert dag_environment.latest_task_states() == {
+        "wait_for_landed_data": "success",
+        "run_batch_job": "success",
+        "check_data_quality": "success",
+    }
+    # the comparison below is only meaningful if nothing landed meanwhile
+    assert landed_topics(settings) == landed_before, "records landed during the DAG run"
+    return settings
+
+
+def test_the_dag_computes_what_the_batch_job_computes_on_the_same_landed_data(
+    dag_run: Settings, spark: SparkSession
+) -> None:
+    direct_lake = f"s3a://{dag_run.lake_bucket}/direct-lake"
+    run_batch(spark, dag_run.landing_uri, direct_lake, dag_run.topics)
+    from_dag = read_gold(spark, dag_run.lake_uri)
+    assert len(from_dag) == 9 and all(from_dag.values())
+    assert from_dag == read_gold(spark, direct_lake)
+
+
+def test_no_acknowledged_record_is_missing_from_silver(
+    dag_run: Settings, ledger: list[dict[str, Any]], spark: SparkSession
+) -> None:
+    paths = LakePaths(dag_run.lake_uri)
+    for table in TABLES:
+        rows = read_delta(spark, paths.silver(table)).select("ind").collect()
+        silver = {row["ind"] for row in rows}
+        acknowledged = {entry["id"] for entry in ledger if entry["table"] == table}
+        assert acknowledged, f"no {table} record in the ledger"
+        missing = sorted(acknowledged - silver)
+        assert not missing, f"{table}: {len(missing)} acknowledged ids missing: {missing[:10]}"
+
+
+def test_a_failing_quality_check_fails_the_dag_run(
+    dag_run: Settings, dag_environment: DagEnvironment, spark: SparkSession
+) -> None:
+    """A copy of the DAG's lake with one silver row duplicated: the checks must fail the run."""
+    broken = "broken-lake"
+    s3 = boto3.client("s3", **dag_run.boto3_kwargs())
+    source_prefix = dag_run.lake_uri.split(f"{dag_run.lake_bucket}/", 1)[1] + "/"
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=dag_run.lake_bucket, Prefix=source_prefix):
+        for item in page.get("Contents", []):
+            s3.copy_object(
+                Bucket=dag_run.lake_bucket,
+                Key=broken + "/" + item["Key"][len(source_prefix) :],
+                CopySource={"Bucket": dag_run.lake_bucket, "Key": item["Key"]},
+            )
+    broken_lake = f"s3a://{dag_run.lake_bucket}/{broken}"
+    pins = LakePaths(broken_lake).silver("pin")
+    read_delta(spark, pins).limit(1).write.format("delta").mode("append").save(pins)
+
+    failing = DagEnvironment(dag_run, {**dag_environment.env, "PINPIPE_LAKE_ROOT": broken_lake})
+    # the batch job is marked successful without running: the broken table goes straight to QA
+    result = failing.dags_test("--mark-success-pattern", "run_batch_job")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, tail(result)
+    assert "DagRun failed" in output
+    assert "silver.pin: no duplicate ind (1 duplicated)" in output, tail(result, 120)
+    states = failing.latest_task_states()
+    assert states["check_data_quality"] == "failed"
+    assert states["wait_for_landed_data"] == "success"

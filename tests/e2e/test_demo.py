@@ -1,0 +1,64 @@
+"""`pinpipe demo` on the test stack, with Airflow added to it as `make up` adds it: the scheduler
+runs the DAG triggered through the REST API; stopping Airflow's programs leaves no process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from pipeline.config import Settings
+from pipeline.orchestrate.component import airflow_components
+from pipeline.stack.supervisor import Supervisor
+from pipeline.transform.gold import QUERY_COLUMNS
+
+# a DAG run and a Spark job each take minutes on a busy 2-core machine
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
+
+
+def test_the_demo_runs_the_batch_path_through_the_stacks_airflow(stack: Settings) -> None:
+    env = {**os.environ, "PINPIPE_AIRFLOW_ENABLED": "true", "COLUMNS": "200"}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--records", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    print(output[-6000:])
+    print(f"pinpipe demo: {time.monotonic() - started:.0f}s")
+    assert result.returncode == 0, output[-4000:]
+    for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
+        assert step in output
+    assert "airflow-api: ready" in output and "airflow-scheduler: ready" in output
+    assert "300 records acknowledged" in output
+    for task in ("wait_for_landed_data", "run_batch_job", "check_data_quality"):
+        assert f"{task}: success" in output
+    for query_id in QUERY_COLUMNS:
+        assert query_id in output
+    assert "demo done in" in output and "300 records posted, 300 landed" in output
+
+
+def test_stopping_airflow_stops_every_process_it_started(stack: Settings) -> None:
+    """After the demo: each Airflow program's process tree ends with its stop (process group)."""
+    supervisor = Supervisor(stack)
+    with_airflow = stack.model_copy(update={"airflow_enabled": True})
+    programs = [component.name for component in airflow_components(with_airflow)]
+    info = supervisor.info()
+    assert all(info[name]["statename"] == "RUNNING" for name in programs), info
+    tree: list[psutil.Process] = []
+    for name in programs:
+        parent = psutil.Process(info[name]["pid"])
+        tree += [parent, *parent.children(recursive=True)]
+    assert len(tree) > len(programs)  # the scheduler's executor workers at least
+    for name in programs:
+        supervisor.stop(name)
+    _gone, alive = psutil.wait_procs(tree, timeout=30)
+    assert alive == [], [p.cmdline()[:3] for p in alive]

@@ -1,0 +1,484 @@
+"""The batch job end to end over landed JSON lines: plain folders in-process, and `s3a://`
+against a moto S3 server started here, with the job file run as a script (config from env).
+
+The landing layout is the S3 sink's: `topics/<topic>/partition=<p>/<topic>+<p>+<offset>.json`.
+The data set is small enough that every expected result below was worked out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+import typer
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+
+from pipeline.config import get_settings
+from pipeline.spark_session import get_spark
+from pipeline.transform.cli import register
+from pipeline.transform.gold import QUERIES
+from pipeline.transform.job import TABLES, BatchReport, read_gold, run_batch, topics_for
+from pipeline.transform.lake import LakePaths, read_delta, table_version
+from pipeline.transform.silver import (
+    REASON_MALFORMED_JSON,
+    REASON_MISSING_ID,
+    REASON_SCHEMA_MISMATCH,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+JOB_FILE = PROJECT_ROOT / "pipeline" / "transform" / "job.py"
+PREFIX = "itest"
+
+# Per id: (category, poster, follower_count), (country, post time), (first, last, age, joined).
+PEOPLE: dict[int, tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = {
+    1: (("art", "Ann", "15k"), ("France", "2018-03-01T10:00:00"),
+        ("Ann", "Lee", 22, "2015-05-01 10:00:00")),
+    2: (("art", "Bob", "2M"), ("France", "2019-07-07 12:00:00.5"),
+        ("Bob", "Ray", 30, "2016-01-01T00:00:00Z")),
+    3: (("travel", "Cat", "437"), ("Peru", "2020-08-28T03:52:47+02:00"),
+        ("Cat", "Poe", 45, "2017-02-02T02:02:02")),
+    4: (("travel", "User Info Error", "User Info Error"), ("Peru", "2020-01-01T00:00:00"),
+        ("Dan", "Fox", 17, "2015-06-06T06:06:06")),
+    # 2022-12-31T23:30-01:00 is 2023 in UTC: outside q2's years.
+    5: (("quotes", "Eve", "1.5k"), ("Peru", "2022-12-31T23:30:00-01:00"),
+        ("Eve", "Kim", 60, "2016-03-03T03:03:03")),
+    6: (("", "Fay", "900"), ("Chad", "2017-05-05T05:05:05"),
+        ("Fay", "Orr", 35, "2014-04-04T04:04:04")),
+    7: (("finance", "Gus", "3k"), ("Chad", "2021-01-01T00:00:00"),
+        ("Gus", "Yu", 28, "2018-08-08T08:08:08")),
+    # Outside every year range and age group: moves no result asserted after it lands.
+    8: (("art", "Hal", "10"), ("France", "2023-03-03T03:03:03"),
+        ("Hal", "Ng", 16, "2014-01-01T00:00:00")),
+}  # fmt: skip
+
+BROKEN_LINES = {
+    "pin": '{"index": 9, "title": "broken',
+    "geo": '{"country": "Peru", "timestamp": "2020-01-01T00:00:00"}',
+    "user": '{"ind": "x", "first_name": "Q"}',
+}
+EXPECTED_REASONS = {
+    "pin": REASON_MALFORMED_JSON,
+    "geo": REASON_MISSING_ID,
+    "user": REASON_SCHEMA_MISMATCH,
+}
+
+EXPECTED_RESULTS: dict[str, list[dict[str, Any]]] = {
+    "q1_top_category_by_country": [
+        {"country": "France", "category": "art", "category_count": 2},
+        {"country": "Peru", "category": "travel", "category_count": 2},
+    ],
+    "q2_top_category_by_year": [
+        {"post_year": 2018, "category": "art", "category_count": 1},
+        {"post_year": 2019, "category": "art", "category_count": 1},
+        {"post_year": 2020, "category": "travel", "category_count": 2},
+    ],
+    "q3a_top_user_by_country": [
+        {"country": "Chad", "poster_name": "Fay", "follower_count": 900},
+        {"country": "France", "poster_name": "Bob", "follower_count": 2_000_000},
+        {"country": "Peru", "poster_name": "Eve", "follower_count": 1_500},
+    ],
+    "q3b_top_country_by_followers": [{"country": "France", "follower_count": 2_000_000}],
+    "q4_top_category_by_age_group": [
+        {"age_group": "+50", "category": "quotes", "category_count": 1},
+        {"age_group": "18-24", "category": "art", "category_count": 1},
+        {"age_group": "25-35", "category": "art", "category_count": 1},
+        {"age_group": "36-50", "category": "travel", "category_count": 1},
+    ],
+    "q5_median_followers_by_age_group": [
+        {"age_group": "+50", "median_follower_count": 1_500.0},
+        {"age_group": "18-24", "median_follower_count": 15_000.0},
+        {"age_group": "25-35", "median_follower_count": 1_000_450.0},
+        {"age_group": "36-50", "median_follower_count": 437.0},
+    ],
+    "q6_users_joined_by_year": [
+        {"post_year": 2015, "number_users_joined": 2},
+        {"post_year": 2016, "number_users_joined": 2},
+        {"post_year": 2017, "number_users_joined": 1},
+    ],
+    "q7_median_followers_by_join_year": [
+        {"post_year": 2015, "median_follower_count": 15_000.0},
+        {"post_year": 2016, "median_follower_count": 1_000_750.0},
+        {"post_year": 2017, "median_follower_count": 437.0},
+    ],
+    "q8_median_followers_by_age_group_and_join_year": [
+        {"age_group": "+50", "post_year": 2016, "median_follower_count": 1_500.0},
+        {"age_group": "18-24", "post_year": 2015, "median_follower_count": 15_000.0},
+        {"age_group": "25-35", "post_year": 2016, "median_follower_count": 2_000_000.0},
+        {"age_group": "36-50", "post_year": 2017, "median_follower_count": 437.0},
+    ],
+}
+
+
+# -- landed data --------------------------------------------------------------------------------
+
+
+def record(table: str, ind: int) -> dict[str, Any]:
+    (category, poster, followers), (country, posted), (first, last, age, joined) = PEOPLE[ind]
+    if table == "pin":
+        return {
+            "index": ind,
+            "unique_id": f"00000000-0000-4000-8000-{ind:012d}",
+            "title": f"Pin number {ind}",
+            "description": "No description available" if ind == 3 else "A pin.",
+            "poster_name": poster,
+            "follower_count": followers,
+            "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e" if ind == 4 else "one,two",
+            "is_image_or_video": "image",
+            "image_src": "Image src error." if ind == 4 else f"https://i.example/{ind}.jpg",
+            "downloaded": 1,
+            "save_location": f"Local save in /data/{category or 'art'}",
+            "category": category,
+        }
+    if table == "geo":
+        return {
+            "ind": ind,
+            "timestamp": posted,
+            "latitude": -12.5 + ind,
+            "longitude": 77.25,
+            "country": country,
+        }
+    return {"ind": ind, "first_name": first, "last_name": last, "age": age, "date_joined": joined}
+
+
+def landed_objects(
+    prefix: str, inds_by_object: dict[tuple[int, int], list[int]], broken: bool
+) -> dict[str, str]:
+    """Object key → JSON lines, for each table, in the S3 sink's layout."""
+    objects: dict[str, str] = {}
+    for table in TABLES:
+        topic = f"{prefix}.{table}"
+        for (partition, offset), inds in inds_by_object.items():
+            lines = [json.dumps(record(table, ind)) for ind in inds]
+            if broken and (partition, offset) == (0, 0):
+                lines.append(BROKEN_LINES[table])
+            key = f"topics/{topic}/partition={partition}/{topic}+{partition}+{offset:010d}.json"
+            objects[key] = "\n".join(lines) + "\n"
+    return objects
+
+
+# Ids 1 and 3 arrive twice (the emulator samples with replacement), in another partition.
+FIRST_LANDING = {(0, 0): [1, 2, 3, 4], (1, 0): [5, 6, 1, 3]}
+# Later: a new object with a new id and a duplicate of one already cleaned, and the open window
+# of partition 1 rewritten under the same name once it has grown by id 8 (as the S3 sink does).
+SECOND_LANDING = {(0, 5): [7, 2], (1, 0): [5, 6, 1, 3, 8]}
+
+
+def write_folder(root: Path, objects: dict[str, str]) -> None:
+    for key, text in objects.items():
+        target = root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
+def all_table_paths(lake: str) -> list[str]:
+    paths = LakePaths(lake)
+    return [
+        *(paths.bronze(table) for table in TABLES),
+        *(paths.silver(table) for table in TABLES),
+        paths.rejected,
+        *(paths.gold(query_id) for query_id in QUERIES),
+    ]
+
+
+def delta_versions(spark: SparkSession, lake: str) -> dict[str, int]:
+    return {path: table_version(spark, path) for path in all_table_paths(lake)}
+
+
+# -- plain folders, in-process ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spark() -> SparkSession:
+    settings = get_settings().model_copy(
+        update={"spark_shuffle_partitions": 1, "spark_driver_memory": "1g"}
+    )
+    session = get_spark("pinpipe-batch-tests", settings)
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+@dataclass
+class FirstRun:
+    """A landing folder, its lake after one batch run, and what that run produced."""
+
+    landing: Path
+    lake: str
+    report: BatchReport
+    silver_inds: dict[str, list[int]]
+    rejected: list[dict[str, Any]]
+    pin_4: dict[str, Any]
+    results: dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
+    root = tmp_path_factory.mktemp("plain")
+    landing, lake = root / "landing", str(root / "lake")
+    write_folder(landing, landed_objects(PREFIX, FIRST_LANDING, broken=True))
+
+    report = run_batch(spark, str(landing), lake, topics_for(PREFIX))
+
+    # Captured now: a later test lands more objects in the same folder.
+    paths = LakePaths(lake)
+    silver = {table: read_delta(spark, paths.silver(table)) for table in TABLES}
+    pin_4 = silver["pin"].where("ind = 4").first()
+    assert pin_4 is not None
+    return FirstRun(
+        landing=landing,
+        lake=lake,
+        report=report,
+        silver_inds={
+            table: sorted(row["ind"] for row in frame.collect()) for table, frame in silver.items()
+        },
+        rejected=[row.asDict() for row in read_delta(spark, paths.rejected).collect()],
+        pin_4=pin_4.asDict(),
+        results=read_gold(spark, lake),
+    )
+
+
+def test_first_run_cleans_and_computes_the_expected_results(first_run: FirstRun) -> None:
+    # 4 + 4 lines and one broken line per topic; ids 1 and 3 twice.
+    assert first_run.report.bronze_appended == {"pin": 9, "geo": 9, "user": 9}
+    assert first_run.report.silver_merged == {"pin": 6, "geo": 6, "user": 6}
+    assert first_run.silver_inds == {table: [1, 2, 3, 4, 5, 6] for table in TABLES}
+    assert first_run.report.rejected_appended == 3
+    assert {row["source"]: row["reason"] for row in first_run.rejected} == EXPECTED_REASONS
+    rejected = {row["source"]: row for row in first_run.rejected}
+    assert rejected["pin"]["record"] == BROKEN_LINES["pin"]
+    assert rejected["user"]["_source_file"].endswith(f"{PREFIX}.user+0+0000000000.json")
+    pin_4 = first_run.pin_4
+    assert (pin_4["poster_name"], pin_4["follower_count"], pin_4["tag_list"]) == (None,) * 3
+    assert pin_4["save_location"] == "/data/travel"
+    assert sorted(first_run.report.gold_rewritten) == sorted(QUERIES)
+    assert first_run.results == EXPECTED_RESULTS
+
+
+def test_second_run_changes_nothing(spark: SparkSession, first_run: FirstRun) -> None:
+    versions = delta_versions(spark, first_run.lake)
+    bronze_rows = read_delta(spark, LakePaths(first_run.lake).bronze("pin")).count()
+
+    report = run_batch(spark, str(first_run.landing), first_run.lake, topics_for(PREFIX))
+
+    assert not report.changed_anything, report
+    assert delta_versions(spark, first_run.lake) == versions
+    assert read_delta(spark, LakePaths(first_run.lake).bronze("pin")).count() == bronze_rows
+
+
+def test_analytics_cli_prints_the_gold_tables(spark: SparkSession, first_run: FirstRun) -> None:
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+
+    as_json = runner.invoke(app, ["analytics", "--lake", first_run.lake, "--format", "json"])
+    as_csv = runner.invoke(
+        app,
+        [
+            "analytics",
+            "--lake",
+            first_run.lake,
+            "--format",
+            "csv",
+            "--query",
+            "q3b_top_country_by_followers",
+        ],
+    )
+    as_table = runner.invoke(app, ["analytics", "--lake", first_run.lake])
+    unknown = runner.invoke(app, ["analytics", "--lake", first_run.lake, "--query", "q9"])
+
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output) == read_gold(spark, first_run.lake)
+    assert as_csv.exit_code == 0, as_csv.output
+    q3b = read_gold(spark, first_run.lake)["q3b_top_country_by_followers"][0]
+    assert as_csv.output == f"country,follower_count\n{q3b['country']},{q3b['follower_count']}\n"
+    assert as_table.exit_code == 0, as_table.output
+    for query_id in QUERIES:
+        assert query_id in as_table.output
+    assert unknown.exit_code != 0
+    assert "q9" in unknown.output
+
+
+def test_new_landed_objects_add_only_their_rows(spark: SparkSession, first_run: FirstRun) -> None:
+    paths = LakePaths(first_run.lake)
+    rejected_before = read_delta(spark, paths.rejected).count()
+    write_folder(first_run.landing, landed_objects(PREFIX, SECOND_LANDING, broken=False))
+
+    report = run_batch(spark, str(first_run.landing), first_run.lake, topics_for(PREFIX))
+
+    # The new object's 2 lines and the grown object's 5, read again in full.
+    assert report.bronze_appended == {"pin": 7, "geo": 7, "user": 7}
+    assert report.silver_merged == {"pin": 2, "geo": 2, "user": 2}  # ids 7 and 8 only
+    assert report.rejected_appended == 0
+    assert read_delta(spark, paths.rejected).count() == rejected_before
+    for table in TABLES:
+        inds = [row["ind"] for row in read_delta(spark, paths.silver(table)).collect()]
+        assert sorted(inds) == [1, 2, 3, 4, 5, 6, 7, 8], table
+    results = read_gold(spark, first_run.lake)
+    assert results["q1_top_category_by_country"][0] == {
+        "country": "Chad",
+        "category": "finance",
+        "category_count": 1,
+    }
+    assert results["q3a_top_user_by_country"][0] == {
+        "country": "Chad",
+        "poster_name": "Gus",
+        "follower_count": 3_000,
+    }
+    assert results["q6_users_joined_by_year"] == [
+        *EXPECTED_RESULTS["q6_users_joined_by_year"],
+        {"post_year": 2018, "number_users_joined": 1},
+    ]
+    # 25-35 now holds 900, 3000 and 2000000.
+    assert results["q5_median_followers_by_age_group"][2] == {
+        "age_group": "25-35",
+        "median_follower_count": 3_000.0,
+    }
+    assert results["q2_top_category_by_year"] == [
+        *EXPECTED_RESULTS["q2_top_category_by_year"],
+        {"post_year": 2021, "category": "finance", "category_count": 1},
+    ]
+
+
+# -- s3a:// against a moto S3 server, the job in its own process ----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    moto_server = Path(sys.executable).parent / "moto_server"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"moto_server exited with {process.returncode} on port {port}")
+            try:
+                requests.get(url, timeout=1)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer on {url} within 30 s")
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3_env(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Settings pointed at the moto server and a fresh bucket, via environment variables."""
+    bucket = f"pinpipe-itest-{os.getpid()}-{time.monotonic_ns()}"
+    values = {
+        "PINPIPE_TARGET": "local",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+        "PINPIPE_LAKE_BUCKET": bucket,
+        "PINPIPE_LAKE_ROOT": "",
+        "PINPIPE_SPARK_SHUFFLE_PARTITIONS": "1",
+        "PINPIPE_SPARK_DRIVER_MEMORY": "1g",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield values
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def run_command(arguments: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        arguments,
+        env={**os.environ, **env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"{arguments} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def delta_commits(s3: Any, bucket: str) -> list[str]:
+    listing = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="lake/")
+    return sorted(
+        item["Key"]
+        for page in listing
+        for item in page.get("Contents", [])
+        if "/_delta_log/" in item["Key"] and item["Key"].endswith(".json")
+    )
+
+
+def test_job_over_s3a_from_config_then_as_a_script(s3_env: dict[str, str], tmp_path: Path) -> None:
+    settings = get_settings()
+    bucket = settings.lake_bucket
+    s3 = boto3.client("s3", **settings.boto3_kwargs())
+    s3.create_bucket(Bucket=bucket)
+    for key, text in landed_objects(PREFIX, FIRST_LANDING, broken=True).items():
+        s3.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+    first_results, second_results = tmp_path / "first.json", tmp_path / "second.json"
+
+    # `pinpipe batch` with input and lake left to config: s3a://<bucket> and s3a://<bucket>/lake.
+    pinpipe = Path(sys.executable).parent / "pinpipe"
+    run_command(
+        [str(pinpipe), "batch", "--prefix", PREFIX, "--results-json", str(first_results)], s3_env
+    )
+    commits = delta_commits(s3, bucket)
+    # Then the spark-submit / Databricks job file, run as a script, with explicit URIs.
+    stdout = run_command(
+        [
+            sys.executable,
+            str(JOB_FILE),
+            "--input",
+            f"s3a://{bucket}",
+            "--lake",
+            f"s3a://{bucket}/lake",
+            "--prefix",
+            PREFIX,
+            "--results-json",
+            str(second_results),
+        ],
+        s3_env,
+    )
+
+    assert json.loads(first_results.read_text(encoding="utf-8")) == EXPECTED_RESULTS
+    assert len([key for key in commits if "/bronze/" in key]) == 3
+    assert any(key.startswith("lake/gold/q8_") for key in commits)
+    second_report = json.loads(stdout.strip().splitlines()[-1])
+    assert second_report == {
+        "bronze_appended": {"pin": 0, "geo": 0, "user": 0},
+        "silver_merged": {"pin": 0, "geo": 0, "user": 0},
+        "rejected_appended": 0,
+        "gold_rewritten": [],
+    }
+    assert delta_commits(s3, bucket) == commits
+    assert json.loads(second_results.read_text(encoding="utf-8")) == EXPECTED_RESULTS

@@ -1,0 +1,455 @@
+"""The streaming job end to end: rows posted through the ingestion API's Kinesis endpoints, the
+job (`pinpipe stream`, a real subprocess with its own Spark driver) cleaning them into Delta
+tables on the emulator's S3, read back with Spark.
+
+- N rows per table, with duplicates within and across micro-batches → exactly N rows per table,
+  cleaned as SPEC §3 says; malformed records (put straight into Kinesis: the API refuses them)
+  → the rejected table, and the rows posted after them still arrive.
+- The job SIGKILLed mid-stream and started again → still exactly N, no duplicates, and the
+  restart resumed from its checkpoints rather than re-reading the streams.
+
+Each scenario has its own lake root (so its own tables and checkpoints) and its own range of
+ids; the streams are the test stack's, shared with other tests, so assertions look at our ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from pyspark.sql import DataFrame, SparkSession
+
+from pipeline.config import Settings
+from pipeline.spark_session import get_spark
+from pipeline.stream.job import TABLES, StreamPaths
+from pipeline.transform.schemas import SILVER_SCHEMAS
+from pipeline.transform.silver import REASON_MALFORMED_JSON, REASON_MISSING_ID
+
+pytestmark = pytest.mark.integration
+
+JOB_START_TIMEOUT_S = 300  # a Spark driver starting on a busy two-core machine
+Row = dict[str, Any]
+
+
+# -- rows and what SPEC §3 makes of them ----------------------------------------------------------
+
+
+def source_rows(ind: int) -> dict[str, Row]:
+    """The pin, geo and user rows of one id; `ind % 4` picks which quirks of SPEC §1 it has."""
+    kind = ind % 4
+    pin: Row = {
+        "index": ind,
+        "unique_id": str(uuid.UUID(int=ind)),
+        "title": f"Title {ind}",
+        "description": "Watercolour ideas",
+        "poster_name": f"Poster {ind}",
+        "follower_count": "437",
+        "tag_list": "art,paint",
+        "is_image_or_video": "image",
+        "image_src": f"https://example.org/{ind}.jpg",
+        "downloaded": 1,
+        "save_location": "Local save in /data/art",
+        "category": "art",
+    }
+    geo: Row = {
+        "ind": ind,
+        "timestamp": "2020-08-28T03:52:47",
+        "latitude": 10.5,
+        "longitude": -20.25,
+        "country": "Peru",
+    }
+    user: Row = {
+        "ind": ind,
+        "first_name": "Ann",
+        "last_name": f"Lee{ind}",
+        "age": 30,
+        "date_joined": "2016-01-01 10:00:00",
+    }
+    if kind == 1:
+        pin.update(
+            follower_count="15k",
+            title="No Title Data Available",
+            description="No description available Story format",
+            is_image_or_video="multi-video(story page format)",
+        )
+        geo.update(timestamp="2019-05-05T10:00:00+02:00", country="Cocos (Keeling) Islands")
+        user.update(date_joined="2015-03-03T03:03:03Z")
+    elif kind == 2:
+        pin.update(
+            follower_count="1.5M",
+            poster_name="User Info Error",
+            tag_list="N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",
+            image_src="Image src error.",
+        )
+        geo.update(timestamp="2021-01-01 00:00:00.5")
+    elif kind == 3:
+        pin.update(
+            follower_count="User Info Error",
+            description="   ",
+            save_location="Local save in /data/travel",
+            category="travel",
+        )
+        geo.update(latitude=-90.0, longitude=180.0)
+        user.update(first_name="", age=64)
+    return {"pin": pin, "geo": geo, "user": user}
+
+
+def expected_rows(ind: int) -> dict[str, Row]:
+    """SPEC §3 applied by hand to `source_rows(ind)` (timestamps in UTC)."""
+    kind = ind % 4
+    pin: Row = {
+        "ind": ind,
+        "unique_id": str(uuid.UUID(int=ind)),
+        "title": f"Title {ind}",
+        "description": "Watercolour ideas",
+        "follower_count": 437,
+        "poster_name": f"Poster {ind}",
+        "tag_list": "art,paint",
+        "is_image_or_video": "image",
+        "image_src": f"https://example.org/{ind}.jpg",
+        "save_location": "/data/art",
+        "category": "art",
+    }
+    geo: Row = {
+        "ind": ind,
+        "country": "Peru",
+        "coordinates": [10.5, -20.25],
+        "timestamp": datetime(2020, 8, 28, 3, 52, 47),
+    }
+    user: Row = {
+        "ind": ind,
+        "user_name": f"Ann Lee{ind}",
+        "age": 30,
+        "date_joined": datetime(2016, 1, 1, 10, 0, 0),
+    }
+    if kind == 1:
+        pin.update(
+            follower_count=15_000,
+            title=None,
+            description=None,
+            is_image_or_video="multi-video(story page format)",
+        )
+        geo.update(timestamp=datetime(2019, 5, 5, 8, 0, 0), country="Cocos (Keeling) Islands")
+        user.update(date_joined=datetime(2015, 3, 3, 3, 3, 3))
+    elif kind == 2:
+        pin.update(follower_count=1_500_000, poster_name=None, tag_list=None, image_src=None)
+        geo.update(timestamp=datetime(2021, 1, 1, 0, 0, 0, 500_000))
+    elif kind == 3:
+        pin.update(
+            follower_count=None, description=None, save_location="/data/travel", category="travel"
+        )
+        geo.update(coordinates=[-90.0, 180.0])
+        user.update(user_name=f"Lee{ind}", age=64)
+    return {"pin": pin, "geo": geo, "user": user}
+
+
+# Put straight into Kinesis (another producer): each cannot be read as a row of its table.
+MALFORMED: dict[str, tuple[bytes, str]] = {
+    "pin": (b'{"index": 12, "title": "cut sho', REASON_MALFORMED_JSON),
+    "geo": (b"not json at all", REASON_MALFORMED_JSON),
+    "user": (b'{"first_name": "No", "last_name": "Id", "age": 40}', REASON_MISSING_ID),
+}
+
+
+# -- talking to the stack --------------------------------------------------------------------------
+
+
+def post_rows(settings: Settings, ids: list[int], chunk: int = 25) -> None:
+    """PUT /streams/{stream}/records on the API, per table, `chunk` records a request."""
+    for table in TABLES:
+        stream = settings.streams[table]
+        for first in range(0, len(ids), chunk):
+            records = [
+                {"Data": source_rows(ind)[table], "PartitionKey": str(ind)}
+                for ind in ids[first : first + chunk]
+            ]
+            answer = requests.put(
+                f"{settings.api_url}/streams/{stream}/records",
+                json={"StreamName": stream, "Records": records},
+                timeout=30,
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["FailedRecordCount"] == 0, answer.text
+
+
+def put_malformed(settings: Settings) -> None:
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    for table, (data, _reason) in MALFORMED.items():
+        kinesis.put_record(StreamName=settings.streams[table], Data=data, PartitionKey="bad")
+
+
+def records_in_streams(settings: Settings) -> dict[str, int]:
+    """How many records each stream holds (all shards, from the trim horizon)."""
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    counts = {}
+    for table, stream in settings.streams.items():
+        total = 0
+        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while True:
+                answer = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                total += len(answer["Records"])
+                if not answer["Records"]:
+                    break
+                iterator = answer["NextShardIterator"]
+        counts[table] = total
+    return counts
+
+
+@dataclass
+class StreamJobProcess:
+    """`pinpipe stream` as its own process group (the Python driver and its JVM)."""
+
+    lake: str
+    workdir: Path
+    runs: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def progress_file(self) -> Path:
+        return self.workdir / "progress.json"
+
+    def start(self, *extra: str) -> None:
+        self.runs += 1
+        log = (self.workdir / f"job-{self.runs}.log").open("wb")
+        command = [
+            sys.executable, "-m", "pipeline.cli", "stream",
+            "--lake", self.lake,
+            "--trigger-seconds", "1",
+            "--progress-file", str(self.progress_file),
+            *extra,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PINPIPE_SPARK_DRIVER_MEMORY": "1g"},
+            start_new_session=True,
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = (self.workdir / f"job-{self.runs}.log").read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def progress(self) -> dict[str, Any] | None:
+        try:
+            state: dict[str, Any] = json.loads(self.progress_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return state
+
+    def input_rows(self) -> dict[str, int]:
+        state = self.progress() or {"queries": {}}
+        return {table: int(q["input_rows"]) for table, q in state["queries"].items()}
+
+    def wait_for(self, condition: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"stream job exited ({self.process.returncode}) while waiting for "
+                            f"{what}:\n{self.log_tail()}")  # fmt: skip
+            if time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"timed out waiting for {what}:\n{self.log_tail()}")
+            time.sleep(0.5)
+
+    def wait_exit(self, timeout_s: float) -> dict[str, Any]:
+        """Wait for the job to stop by itself; its final report (the last output line)."""
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"stream job did not stop within {timeout_s}s:\n{self.log_tail()}")
+        assert code == 0, f"stream job failed ({code}):\n{self.log_tail()}"
+        reports = [
+            line for line in self.log_tail(400).splitlines() if line.startswith('{"batches"')
+        ]
+        assert reports, self.log_tail()
+        report: dict[str, Any] = json.loads(reports[-1])
+        return report
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown hook, no graceful stop."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def spark(stack: Settings) -> SparkSession:
+    settings = stack.model_copy(update={"spark_driver_memory": "1g"})
+    session = get_spark("pinpipe-stream-tests", settings)
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def new_job(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> StreamJobProcess:
+    scenario = uuid.uuid4().hex[:8]
+    lake = f"s3a://{stack.lake_bucket}/stream-tests/{scenario}/lake"
+    return StreamJobProcess(lake=lake, workdir=tmp_path_factory.mktemp(f"stream-{scenario}"))
+
+
+def table(spark: SparkSession, job: StreamJobProcess, name: str) -> DataFrame:
+    paths = StreamPaths(job.lake, "test")
+    path = paths.rejected if name == "rejected" else paths.table(name)
+    return spark.read.format("delta").load(path)
+
+
+def rows_by_ind(frame: DataFrame, ids: list[int]) -> dict[int, list[Row]]:
+    found: dict[int, list[Row]] = {}
+    for row in frame.where(frame.ind.isin(ids)).collect():
+        found.setdefault(row["ind"], []).append(row.asDict())
+    return found
+
+
+def assert_no_duplicate_ids(frame: DataFrame) -> None:
+    duplicated = frame.groupBy("ind").count().where("count > 1").collect()
+    assert duplicated == [], f"ids written more than once: {duplicated[:10]}"
+
+
+# -- scenario 1: N rows, duplicates, malformed records ---------------------------------------------
+
+FIRST_IDS = list(range(5_000_000, 5_000_060))
+LATER_IDS = list(range(5_000_060, 5_000_100))
+ALL_IDS = FIRST_IDS + LATER_IDS
+
+
+@dataclass
+class FirstRun:
+    job: StreamJobProcess
+    report: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def first_run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    job = new_job(stack, tmp_path_factory)
+    # Before the job starts: 60 ids, ten of them twice (duplicates within one micro-batch) ...
+    post_rows(stack, FIRST_IDS + FIRST_IDS[:10])
+    put_malformed(stack)
+    job.start("--until-idle", "20", "--timeout", "600")
+    try:
+        job.wait_for(
+            lambda: all(job.input_rows().get(t, 0) >= len(FIRST_IDS) + 11 for t in TABLES),
+            JOB_START_TIMEOUT_S,
+            "the first micro-batches",
+        )
+        # ... then, while it runs, 40 new ids after the malformed records, and ids it has
+        # already written again (duplicates across micro-batches).
+        post_rows(stack, LATER_IDS + FIRST_IDS[20:30])
+        report = job.wait_exit(300)
+        yield FirstRun(job, report)
+    finally:
+        job.kill()
+
+
+def test_each_table_holds_exactly_the_posted_ids_once(
+    first_run: FirstRun, spark: SparkSession
+) -> None:
+    for name in TABLES:
+        frame = table(spark, first_run.job, name)
+        found = rows_by_ind(frame, ALL_IDS)
+        assert sorted(found) == ALL_IDS, f"{name}: missing {sorted(set(ALL_IDS) - set(found))}"
+        assert all(len(rows) == 1 for rows in found.values()), name
+        assert_no_duplicate_ids(frame)
+    # every record posted (including the duplicates) went through the job
+    assert all(rows >= len(ALL_IDS) + 20 for rows in first_run.report["input_rows"].values())
+
+
+def test_values_are_cleaned_as_the_spec_says(first_run: FirstRun, spark: SparkSession) -> None:
+    for name in TABLES:
+        frame = table(spark, first_run.job, name)
+        assert frame.columns == SILVER_SCHEMAS[name].fieldNames()
+        for ind, rows in rows_by_ind(frame, ALL_IDS).items():
+            assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"
+
+
+def test_malformed_records_are_rejected_and_later_rows_still_arrive(
+    first_run: FirstRun, spark: SparkSession
+) -> None:
+    rejected = table(spark, first_run.job, "rejected").collect()
+    for name, (data, reason) in MALFORMED.items():
+        ours = [row for row in rejected if row["source"] == name and row["record"] == data.decode()]
+        assert len(ours) == 1, f"{name}: {ours}"
+        assert ours[0]["reason"] == reason
+        assert ours[0]["_stream"] == f"streaming-test-{name}"
+        assert ours[0]["_sequence_number"]
+    for name in TABLES:
+        found = rows_by_ind(table(spark, first_run.job, name), LATER_IDS)
+        assert sorted(found) == LATER_IDS, name
+
+
+# -- scenario 2: killed mid-stream, restarted ------------------------------------------------------
+
+KILL_IDS = list(range(6_000_000, 6_000_150))
+
+
+def test_killed_job_restarts_from_its_checkpoints_without_loss_or_duplicates(
+    stack: Settings, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    job = new_job(stack, tmp_path_factory)
+    posted: list[int] = []
+    errors: list[BaseException] = []
+
+    def keep_posting() -> None:
+        try:
+            for first in range(0, len(KILL_IDS), 10):
+                chunk = KILL_IDS[first : first + 10]
+                post_rows(stack, chunk + chunk[:2])  # with duplicates
+                posted.extend(chunk)
+                time.sleep(0.4)
+        except BaseException as error:  # reported by the test thread
+            errors.append(error)
+
+    post_rows(stack, KILL_IDS[:10])
+    job.start("--timeout", "900")
+    try:
+        job.wait_for(
+            lambda: all(job.input_rows().get(t, 0) > 0 for t in TABLES),
+            JOB_START_TIMEOUT_S,
+            "the first micro-batches",
+        )
+        poster = threading.Thread(target=keep_posting)
+        poster.start()
+        # mid-stream: records are arriving, micro-batches are committing
+        job.wait_for(lambda: len(posted) >= 60, 120, "more records posted")
+        before_kill = job.input_rows()
+        job.kill()
+        poster.join(120)
+        assert not errors, errors
+        assert len(posted) == len(KILL_IDS)
+        in_streams = records_in_streams(stack)
+
+        job.start("--until-idle", "20", "--timeout", "600")
+        report = job.wait_exit(JOB_START_TIMEOUT_S + 300)
+    finally:
+        job.kill()
+
+    for name in TABLES:
+        frame = table(spark, job, name)
+        found = rows_by_ind(frame, KILL_IDS)
+        assert sorted(found) == KILL_IDS, f"{name}: missing {sorted(set(KILL_IDS) - set(found))}"
+        assert_no_duplicate_ids(frame)
+        for ind, rows in found.items():
+            assert rows[0] == expected_rows(ind)[name]
+        # The restart resumed from the checkpoint: it read less than the whole stream, and at
+        # least what arrived after the last batch the first run committed.
+        assert 0 < report["input_rows"][name] < in_streams[name], (name, report, in_streams)
+        assert report["input_rows"][name] <= in_streams[name] - before_kill[name], name
