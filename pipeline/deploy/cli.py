@@ -36,7 +36,9 @@ def _one_line_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _deployer(stage: str | None, region: str | None, profile: str | None) -> Deployer:
+def _deployer(
+    stage: str | None, region: str | None, profile: str | None, cluster: bool = True
+) -> Deployer:
     from pipeline.deploy import databricks
     from pipeline.deploy.aws import connect
     from pipeline.deploy.run import Deployer
@@ -53,7 +55,7 @@ def _deployer(stage: str | None, region: str | None, profile: str | None) -> Dep
         else None
     )
     deployer = Deployer(config, aws, StageState(config, account), console, workspace)
-    deployer.refresh()
+    deployer.refresh(cluster)
     return deployer
 
 
@@ -108,7 +110,7 @@ def destroy(
 ) -> None:
     """Remove the stage; the lake bucket is kept unless --delete-lake."""
     with _one_line_errors():
-        deployer = _deployer(stage, region, profile)
+        deployer = _deployer(stage, region, profile, cluster=False)
         what = f"stage {deployer.config.stage} in {deployer.config.region}"
         if not auto_approve:
             if not sys.stdin.isatty():

@@ -63,8 +63,8 @@ class Deployer:
     _workspace: WorkspaceClient | None = None
 
     # -- what exists -------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Outputs of every deployed stack, and the cluster's endpoints when it exists."""
+    def refresh(self, cluster: bool = True) -> None:
+        """Outputs of every deployed stack, and (`cluster`) the MSK endpoints when it exists."""
         cf = self.aws.cloudformation
         self.state.outputs = {}
         for component in self.config.components:
@@ -74,7 +74,7 @@ class Deployer:
         self.state.cluster_arn = self.config.msk_cluster_arn or self.state.outputs.get(
             "msk", {}
         ).get("ClusterArn", "")
-        if self.state.cluster_arn and not self.state.bootstrap_servers:
+        if cluster and self.state.cluster_arn and not self.state.bootstrap_servers:
             brokers = self.aws.kafka.get_bootstrap_brokers(ClusterArn=self.state.cluster_arn)
             self.state.bootstrap_servers = brokers.get("BootstrapBrokerStringSaslIam", "")
             if not self.state.bootstrap_servers:

@@ -31,7 +31,10 @@ def ensure_topics(settings: Settings, extra: list[str] | None = None) -> list[st
     missing = [name for name in wanted if name not in existing]
     if missing:
         futures = admin.create_topics(
-            [NewTopic(name, settings.kafka_topic_partitions, 1) for name in missing]
+            [
+                NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+                for name in missing
+            ]
         )
         for name, future in futures.items():
             try:
