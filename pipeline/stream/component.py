@@ -74,5 +74,7 @@ def stream_components(settings: Settings) -> list[Component]:
             environment=environment,
             # a JVM, Delta and three queries to start on a small machine
             ready_timeout_s=240,
+            # it reads the streams and writes to the lake bucket: both must exist first
+            after_provision=True,
         )
     ]

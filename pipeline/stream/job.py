@@ -416,6 +416,15 @@ class ProgressListener(StreamingQueryListener):
         progress = event.progress
         rows = int(progress.numInputRows)
         if rows:
+            durations = progress.durationMs
+            log.info(
+                "%s batch %s: %s rows in %.1fs (%s)",
+                progress.name,
+                progress.batchId,
+                rows,
+                durations.get("triggerExecution", 0) / 1000,
+                ", ".join(f"{step} {ms / 1000:.1f}s" for step, ms in sorted(durations.items())),
+            )
             query_id = str(progress.id)
             with self._lock:
                 self._batches.setdefault(query_id, {})[int(progress.batchId)] = rows

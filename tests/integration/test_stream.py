@@ -34,14 +34,15 @@ import requests
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.config import Settings
-from pipeline.spark_session import get_spark
+from pipeline.spark_session import get_spark, s3a_options
 from pipeline.stream.job import TABLES, StreamPaths
 from pipeline.transform.schemas import SILVER_SCHEMAS
 from pipeline.transform.silver import REASON_MALFORMED_JSON, REASON_MISSING_ID
 
-pytestmark = pytest.mark.integration
+# Generous bounds: a Spark driver and its first micro-batches on a busy two-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
-JOB_START_TIMEOUT_S = 300  # a Spark driver starting on a busy two-core machine
+JOB_START_TIMEOUT_S = 480
 Row = dict[str, Any]
 
 
@@ -295,9 +296,15 @@ class StreamJobProcess:
 
 @pytest.fixture(scope="module")
 def spark(stack: Settings) -> SparkSession:
+    """A session reading the test stack's lake. One created earlier in this pytest process (by
+    unit tests, before the test settings applied) keeps its S3A endpoint: point it here."""
     settings = stack.model_copy(update={"spark_driver_memory": "1g"})
     session = get_spark("pinpipe-stream-tests", settings)
     session.sparkContext.setLogLevel("ERROR")
+    hadoop = session.sparkContext._jsc.hadoopConfiguration()
+    for key, value in s3a_options(settings).items():
+        hadoop.set(key.removeprefix("spark.hadoop."), value)
+        session.conf.set(key, value)
     return session
 
 
@@ -344,7 +351,7 @@ def first_run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # Before the job starts: 60 ids, ten of them twice (duplicates within one micro-batch) ...
     post_rows(stack, FIRST_IDS + FIRST_IDS[:10])
     put_malformed(stack)
-    job.start("--until-idle", "20", "--timeout", "600")
+    job.start("--until-idle", "20", "--timeout", "900")
     try:
         job.wait_for(
             lambda: all(job.input_rows().get(t, 0) >= len(FIRST_IDS) + 11 for t in TABLES),
@@ -354,7 +361,7 @@ def first_run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         # ... then, while it runs, 40 new ids after the malformed records, and ids it has
         # already written again (duplicates across micro-batches).
         post_rows(stack, LATER_IDS + FIRST_IDS[20:30])
-        report = job.wait_exit(300)
+        report = job.wait_exit(400)
         yield FirstRun(job, report)
     finally:
         job.kill()
@@ -419,7 +426,7 @@ def test_killed_job_restarts_from_its_checkpoints_without_loss_or_duplicates(
             errors.append(error)
 
     post_rows(stack, KILL_IDS[:10])
-    job.start("--timeout", "900")
+    job.start("--timeout", "1200")
     try:
         job.wait_for(
             lambda: all(job.input_rows().get(t, 0) > 0 for t in TABLES),
@@ -437,7 +444,7 @@ def test_killed_job_restarts_from_its_checkpoints_without_loss_or_duplicates(
         assert len(posted) == len(KILL_IDS)
         in_streams = records_in_streams(stack)
 
-        job.start("--until-idle", "20", "--timeout", "600")
+        job.start("--until-idle", "10", "--timeout", "900")
         report = job.wait_exit(JOB_START_TIMEOUT_S + 300)
     finally:
         job.kill()

@@ -18,6 +18,8 @@ def spark() -> Iterator[SparkSession]:
     )
     session = get_spark("pinpipe-unit-tests", settings)
     session.sparkContext.setLogLevel("ERROR")
-    # Small inputs: skip broadcast planning and adaptive re-planning to keep queries quick.
+    # Small inputs: adaptive re-planning only adds overhead here.
     session.conf.set("spark.sql.adaptive.enabled", "false")
     yield session
+    # Close the py4j connections while pytest still owns the log streams.
+    session.stop()
