@@ -60,6 +60,8 @@ def stream(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # py4j logs every callback (foreachBatch, listener) at INFO: keep the job's log readable.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     report = run(
         lake_root=lake_root,
         prefix=prefix,

@@ -1,9 +1,9 @@
-"""The streaming job as a component of the local stack (after the emulator and the API).
+"""The streaming job as a component of the local stack, started once the streams and the lake
+bucket are provisioned.
 
-It is ready once its heartbeat file is fresh: waiting for its inputs (the stack provisions the
-streams and the bucket after starting every component), starting, or running three active
-queries. Set
-`PINPIPE_STREAM_ENABLED=false` to leave it out of the stack (tests start their own job).
+It is ready once its heartbeat file is fresh and shows three active queries (before that it
+reports `waiting` for its inputs or `starting`). Set `PINPIPE_STREAM_ENABLED=false` to leave it
+out of the stack (tests start their own job).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ def stream_ready(settings: Settings) -> bool:
     fresh = time.time() - float(state.get("updated_epoch", 0)) < HEARTBEAT_MAX_AGE_S
     if not (fresh and psutil.pid_exists(int(state.get("pid", 0)))):
         return False
-    if state.get("state") == "running":
-        queries = state.get("queries", {})
-        return len(queries) == 3 and all(query.get("active") for query in queries.values())
-    # Alive and waiting for the streams and bucket, which the stack provisions after starting
-    # its components, or starting Spark: ready as a component.
-    return state.get("state") in ("waiting", "starting")
+    queries = state.get("queries", {})
+    return (
+        state.get("state") == "running"
+        and len(queries) == 3
+        and all(query.get("active") for query in queries.values())
+    )
 
 
 def stream_components(settings: Settings) -> list[Component]:
@@ -72,8 +72,8 @@ def stream_components(settings: Settings) -> list[Component]:
             url=f"{settings.lake_uri}/stream",
             ready=stream_ready,
             environment=environment,
-            # a JVM, Delta and three queries to start on a small machine
-            ready_timeout_s=240,
+            # a JVM, Delta and three queries to start on a small, busy machine
+            ready_timeout_s=300,
             # it reads the streams and writes to the lake bucket: both must exist first
             after_provision=True,
         )

@@ -389,8 +389,9 @@ def wait_for_inputs(
     timeout_s: float,
     heartbeat: Heartbeat,
 ) -> None:
-    """Wait until the streams and the lake bucket exist (the local stack provisions them after
-    starting its components); give up after `timeout_s` with what is still missing."""
+    """Wait until the streams and the lake bucket exist (a job started before provisioning
+    finishes, e.g. by hand or on another machine); give up after `timeout_s` with what is
+    still missing."""
     deadline = time.monotonic() + timeout_s
     while missing := _missing_inputs(settings, streams, lake_root):
         heartbeat.update(state="waiting", waiting_for=missing)
