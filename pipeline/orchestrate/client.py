@@ -15,6 +15,10 @@ class AirflowApiError(RuntimeError):
     pass
 
 
+class RunExistsError(AirflowApiError):
+    pass
+
+
 class AirflowClient:
     """A JWT from `/auth/token` (simple auth manager), renewed once when it expires."""
 
@@ -78,11 +82,18 @@ class AirflowClient:
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self._json("PATCH", f"/dags/{quote(dag_id)}", json={"is_paused": paused})
 
-    def trigger(self, dag_id: str, note: str = "") -> str:
-        """Start a manual run now; returns its run id."""
-        body: dict[str, Any] = {"logical_date": None, "conf": {}, "note": note or None}
-        run: dict[str, Any] = self._json("POST", f"/dags/{quote(dag_id)}/dagRuns", json=body)
-        return str(run["dag_run_id"])
+    def trigger(self, dag_id: str, note: str = "", logical_date: str | None = None) -> str:
+        """Start a manual run now (for `logical_date` if given); returns its run id.
+
+        A run for a logical date that already has one answers 409: `RunExistsError`.
+        """
+        body: dict[str, Any] = {"logical_date": logical_date, "conf": {}, "note": note or None}
+        response = self._call("POST", f"/dags/{quote(dag_id)}/dagRuns", json=body)
+        if response.status_code == 409:
+            raise RunExistsError(response.text[:300])
+        if response.status_code >= 400:
+            raise AirflowApiError(f"trigger {dag_id} → {response.status_code}: {response.text}")
+        return str(response.json()["dag_run_id"])
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         run: dict[str, Any] = self._json("GET", f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")

@@ -136,7 +136,7 @@ class Supervisor:
         for name in added:
             rpc.addProcessGroup(name)
 
-    def shutdown(self, timeout_s: float = 60) -> None:
+    def shutdown(self, timeout_s: float = 180) -> None:
         """Stop every program (whole process groups) and supervisord itself."""
         pid = self.pid()
         if pid is None:
