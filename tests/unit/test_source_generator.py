@@ -270,15 +270,19 @@ def test_same_seed_gives_byte_identical_data_whatever_the_batching(tmp_path: Pat
 
 # -- memory --------------------------------------------------------------------------------------
 
+# Own peak from VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec(), so it would report the
+# forking pytest process's size (hundreds of MB after the e2e tests), not this program's.
 MEASURE = """
-import json, resource, sys
+import json, re, resource, sys
+from pathlib import Path
 from pipeline.source import database
 from pipeline.source.loader import seed_database
 engine = database.connect(sys.argv[1])
 counts = seed_database(engine, int(sys.argv[2]), seed=1)
+status = Path("/proc/self/status").read_text()
 print(json.dumps({
     "counts": counts,
-    "own_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "own_mb": int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) / 1024,
     "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
 }))
 """
