@@ -11,7 +11,7 @@ TARGET ?= $(shell $(DOCKER) info >/dev/null 2>&1 && echo docker || echo local)
 COMPOSE_CLI ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo .venv/bin/docker-compose)
 COMPOSE ?= $(COMPOSE_CLI) -f compose/docker-compose.yml --env-file .env
 
-.PHONY: help setup up down status ps logs lint test test-unit test-integration ci clean \
+.PHONY: help setup up down status ps logs lint test test-unit test-integration test-compose ci clean \
 	check-target $(foreach t,local docker,up-$(t) down-$(t) ps-$(t) logs-$(t) clean-$(t))
 
 help: ## list the targets
@@ -90,9 +90,12 @@ test-integration: setup
 	$(RUN) pytest tests/integration tests/e2e -q
 
 test: setup lint ## lint, then every test (unit, integration, e2e) against real components
-	$(RUN) pytest tests -q -ra
+	$(RUN) pytest tests -q -ra --ignore=tests/compose
 
-ci: test ## what CI runs
+test-compose: setup ## the docker target end to end: own dockerd, local base images, compose stack (root)
+	COMPOSE_CLI="$(COMPOSE_CLI)" scripts/test-compose.sh
+
+ci: test test-compose ## what CI runs
 
 clean: check-target ## stop the stack and delete its data (local: .run/, docker: volumes); keeps the jar cache
 	@$(MAKE) --no-print-directory clean-$(TARGET) TARGET=$(TARGET)

@@ -24,193 +24,30 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-import requests
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.config import Settings
 from pipeline.spark_session import get_spark, s3a_options
 from pipeline.stream.job import TABLES, StreamPaths
 from pipeline.transform.schemas import SILVER_SCHEMAS
-from pipeline.transform.silver import REASON_MALFORMED_JSON, REASON_MISSING_ID
+from tests.integration.stream_scenario import (
+    MALFORMED,
+    assert_no_duplicate_ids,
+    expected_rows,
+    post_rows,
+    put_malformed,
+    records_in_streams,
+    rows_by_ind,
+)
 
 # Generous bounds: a Spark driver and its first micro-batches on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 JOB_START_TIMEOUT_S = 480
-Row = dict[str, Any]
-
-
-# -- rows and what SPEC §3 makes of them ----------------------------------------------------------
-
-
-def source_rows(ind: int) -> dict[str, Row]:
-    """The pin, geo and user rows of one id; `ind % 4` picks which quirks of SPEC §1 it has."""
-    kind = ind % 4
-    pin: Row = {
-        "index": ind,
-        "unique_id": str(uuid.UUID(int=ind)),
-        "title": f"Title {ind}",
-        "description": "Watercolour ideas",
-        "poster_name": f"Poster {ind}",
-        "follower_count": "437",
-        "tag_list": "art,paint",
-        "is_image_or_video": "image",
-        "image_src": f"https://example.org/{ind}.jpg",
-        "downloaded": 1,
-        "save_location": "Local save in /data/art",
-        "category": "art",
-    }
-    geo: Row = {
-        "ind": ind,
-        "timestamp": "2020-08-28T03:52:47",
-        "latitude": 10.5,
-        "longitude": -20.25,
-        "country": "Peru",
-    }
-    user: Row = {
-        "ind": ind,
-        "first_name": "Ann",
-        "last_name": f"Lee{ind}",
-        "age": 30,
-        "date_joined": "2016-01-01 10:00:00",
-    }
-    if kind == 1:
-        pin.update(
-            follower_count="15k",
-            title="No Title Data Available",
-            description="No description available Story format",
-            is_image_or_video="multi-video(story page format)",
-        )
-        geo.update(timestamp="2019-05-05T10:00:00+02:00", country="Cocos (Keeling) Islands")
-        user.update(date_joined="2015-03-03T03:03:03Z")
-    elif kind == 2:
-        pin.update(
-            follower_count="1.5M",
-            poster_name="User Info Error",
-            tag_list="N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",
-            image_src="Image src error.",
-        )
-        geo.update(timestamp="2021-01-01 00:00:00.5")
-    elif kind == 3:
-        pin.update(
-            follower_count="User Info Error",
-            description="   ",
-            save_location="Local save in /data/travel",
-            category="travel",
-        )
-        geo.update(latitude=-90.0, longitude=180.0)
-        user.update(first_name="", age=64)
-    return {"pin": pin, "geo": geo, "user": user}
-
-
-def expected_rows(ind: int) -> dict[str, Row]:
-    """SPEC §3 applied by hand to `source_rows(ind)` (timestamps in UTC)."""
-    kind = ind % 4
-    pin: Row = {
-        "ind": ind,
-        "unique_id": str(uuid.UUID(int=ind)),
-        "title": f"Title {ind}",
-        "description": "Watercolour ideas",
-        "follower_count": 437,
-        "poster_name": f"Poster {ind}",
-        "tag_list": "art,paint",
-        "is_image_or_video": "image",
-        "image_src": f"https://example.org/{ind}.jpg",
-        "save_location": "/data/art",
-        "category": "art",
-    }
-    geo: Row = {
-        "ind": ind,
-        "country": "Peru",
-        "coordinates": [10.5, -20.25],
-        "timestamp": datetime(2020, 8, 28, 3, 52, 47),
-    }
-    user: Row = {
-        "ind": ind,
-        "user_name": f"Ann Lee{ind}",
-        "age": 30,
-        "date_joined": datetime(2016, 1, 1, 10, 0, 0),
-    }
-    if kind == 1:
-        pin.update(
-            follower_count=15_000,
-            title=None,
-            description=None,
-            is_image_or_video="multi-video(story page format)",
-        )
-        geo.update(timestamp=datetime(2019, 5, 5, 8, 0, 0), country="Cocos (Keeling) Islands")
-        user.update(date_joined=datetime(2015, 3, 3, 3, 3, 3))
-    elif kind == 2:
-        pin.update(follower_count=1_500_000, poster_name=None, tag_list=None, image_src=None)
-        geo.update(timestamp=datetime(2021, 1, 1, 0, 0, 0, 500_000))
-    elif kind == 3:
-        pin.update(
-            follower_count=None, description=None, save_location="/data/travel", category="travel"
-        )
-        geo.update(coordinates=[-90.0, 180.0])
-        user.update(user_name=f"Lee{ind}", age=64)
-    return {"pin": pin, "geo": geo, "user": user}
-
-
-# Put straight into Kinesis (another producer): each cannot be read as a row of its table.
-MALFORMED: dict[str, tuple[bytes, str]] = {
-    "pin": (b'{"index": 12, "title": "cut sho', REASON_MALFORMED_JSON),
-    "geo": (b"not json at all", REASON_MALFORMED_JSON),
-    "user": (b'{"first_name": "No", "last_name": "Id", "age": 40}', REASON_MISSING_ID),
-}
-
-
-# -- talking to the stack --------------------------------------------------------------------------
-
-
-def post_rows(settings: Settings, ids: list[int], chunk: int = 25) -> None:
-    """PUT /streams/{stream}/records on the API, per table, `chunk` records a request."""
-    for table in TABLES:
-        stream = settings.streams[table]
-        for first in range(0, len(ids), chunk):
-            records = [
-                {"Data": source_rows(ind)[table], "PartitionKey": str(ind)}
-                for ind in ids[first : first + chunk]
-            ]
-            answer = requests.put(
-                f"{settings.api_url}/streams/{stream}/records",
-                json={"StreamName": stream, "Records": records},
-                timeout=30,
-            )
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["FailedRecordCount"] == 0, answer.text
-
-
-def put_malformed(settings: Settings) -> None:
-    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
-    for table, (data, _reason) in MALFORMED.items():
-        kinesis.put_record(StreamName=settings.streams[table], Data=data, PartitionKey="bad")
-
-
-def records_in_streams(settings: Settings) -> dict[str, int]:
-    """How many records each stream holds (all shards, from the trim horizon)."""
-    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
-    counts = {}
-    for table, stream in settings.streams.items():
-        total = 0
-        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-            iterator = kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-            while True:
-                answer = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-                total += len(answer["Records"])
-                if not answer["Records"]:
-                    break
-                iterator = answer["NextShardIterator"]
-        counts[table] = total
-    return counts
 
 
 @dataclass
@@ -318,18 +155,6 @@ def table(spark: SparkSession, job: StreamJobProcess, name: str) -> DataFrame:
     paths = StreamPaths(job.lake, "test")
     path = paths.rejected if name == "rejected" else paths.table(name)
     return spark.read.format("delta").load(path)
-
-
-def rows_by_ind(frame: DataFrame, ids: list[int]) -> dict[int, list[Row]]:
-    found: dict[int, list[Row]] = {}
-    for row in frame.where(frame.ind.isin(ids)).collect():
-        found.setdefault(row["ind"], []).append(row.asDict())
-    return found
-
-
-def assert_no_duplicate_ids(frame: DataFrame) -> None:
-    duplicated = frame.groupBy("ind").count().where("count > 1").collect()
-    assert duplicated == [], f"ids written more than once: {duplicated[:10]}"
 
 
 # -- scenario 1: N rows, duplicates, malformed records ---------------------------------------------

@@ -353,10 +353,19 @@ def test_every_service_has_a_memory_limit(env_file: Path) -> None:
         assert memory_bytes(service) > 0, f"{name} has no mem_limit"
 
 
+# Init services finish within seconds of the stack's start, before the Spark and Airflow
+# services have warmed up, so they do not count; the batch job (a one-shot too) does.
+INIT_SERVICES = {"provision", "register-connector", "seed"}
+
+
 @pytest.mark.parametrize("profiles", [*UP_PROFILES, ("ui", "batch")], ids=str)
 def test_the_stack_fits_8_gb_for_docker(profiles: tuple[str, ...], env_file: Path) -> None:
-    """Every container at its limit at once, one-shots included, stays within the budget."""
-    total = sum(memory_bytes(service) for service in services(profiles, env_file).values())
+    """Every container but the init services at its limit at once stays within the budget."""
+    total = sum(
+        memory_bytes(service)
+        for name, service in services(profiles, env_file).items()
+        if name not in INIT_SERVICES
+    )
     assert total <= MEMORY_BUDGET, f"{profiles}: {total / 2**30:.2f} GiB of limits"
 
 
