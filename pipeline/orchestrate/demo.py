@@ -185,7 +185,7 @@ def _run_dag(settings: Settings, steps: _Steps, timeout_s: float = 1800) -> str:
 
     waited = _wait(dag_parsed, 300, 3, f"Airflow to parse {DAG_ID}")
     steps.say(f"DAG {DAG_ID} parsed ({waited:.0f}s); triggering a run and unpausing it")
-    run_id = _trigger(client)
+    run_id = trigger_single_run(client)
     steps.say(f"run {run_id}: {settings.airflow_url}/dags/{DAG_ID}/runs/{run_id}")
 
     seen: dict[str, str] = {}
@@ -218,7 +218,7 @@ def _run_dag(settings: Settings, steps: _Steps, timeout_s: float = 1800) -> str:
     return run_id
 
 
-def _trigger(client: AirflowClient) -> str:
+def trigger_single_run(client: AirflowClient) -> str:
     """Trigger one run, then unpause the DAG, without a second run from the scheduler.
 
     With `catchup=False`, unpausing makes the scheduler run the latest daily tick at once. When

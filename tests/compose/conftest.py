@@ -10,22 +10,27 @@ the same assertions.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.config import LocalSettings
 from pipeline.config.settings import PROJECT_ROOT
+from pipeline.orchestrate.landing import not_landed, read_ledger
 from pipeline.spark_session import get_spark
+from pipeline.transform.job import Row, read_gold, run_batch
 
 COMPOSE_FILE = PROJECT_ROOT / "compose" / "docker-compose.yml"
 PROJECT = os.environ.get("PINPIPE_COMPOSE_TEST_PROJECT", "pinpipe-test")
@@ -41,7 +46,10 @@ PORTS = {
 FLUSH_INTERVAL_MS = 5000
 # The long-running services brought up; their one-shot init services (provision,
 # register-connector, seed) run as their dependencies.
-SERVICES = ["s3", "kafka", "connect", "api", "spark-stream"]
+SERVICES = [
+    *("s3", "kafka", "connect", "api", "spark-stream"),
+    *("airflow", "airflow-scheduler", "airflow-dag-processor"),
+]
 LEFT_OUT = {
     "kafka-ui": "profile `ui`: its upstream image (ghcr.io/kafbat/kafka-ui) can be neither pulled"
     " nor rebuilt from Debian packages here",
@@ -134,7 +142,7 @@ def compose_stack() -> Iterator[ComposeStack]:
         "".join(
             f"{key}={value}\n"
             for key, value in {
-                "COMPOSE_PROFILES": "",
+                "COMPOSE_PROFILES": "airflow",
                 "PINPIPE_LANDING_FLUSH_INTERVAL_MS": FLUSH_INTERVAL_MS,
                 **ports,
             }.items()
@@ -180,9 +188,45 @@ def compose_stack() -> Iterator[ComposeStack]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+DRAWS = 100  # about 300 records
+
+
+@pytest.fixture(scope="session")
+def ledger(compose_stack: ComposeStack) -> list[dict[str, Any]]:
+    """The emulator service, run once for a counted number of draws, all landed in S3."""
+    compose_stack.one_shot(
+        "emulator-batch",
+        *("pinpipe", "emulate", "--mode", "batch", "--count", str(DRAWS), "--seed", "23"),
+        *("--concurrency", "4", "--records-per-request", "10", "--no-progress"),
+        *("--ledger", "/out/batch-ledger.jsonl", "--summary-json", "/out/batch-summary.json"),
+    )
+    summary = json.loads((compose_stack.out / "batch-summary.json").read_text())
+    assert summary["accepted"] == summary["sent"] > 0, summary
+    assert summary["rejected"] == summary["failed"] == 0, summary
+    entries = read_ledger(compose_stack.out / "batch-ledger.jsonl")
+    assert len(entries) == summary["accepted"]
+    host = compose_stack.host
+    deadline = time.monotonic() + host.landing_flush_interval_ms / 1000 + 120
+    while missing := not_landed(host, entries):
+        assert time.monotonic() < deadline, f"{len(missing)} acknowledged records never landed"
+        time.sleep(2)
+    return entries
+
+
 @pytest.fixture(scope="session")
 def spark(compose_stack: ComposeStack) -> SparkSession:
     """A Spark session on the host reading the stack's lake through the published S3 port."""
     session = get_spark("pinpipe-compose-tests", compose_stack.host)
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+@pytest.fixture(scope="session")
+def direct_gold(
+    compose_stack: ComposeStack, ledger: list[dict[str, Any]], spark: SparkSession
+) -> dict[str, list[Row]]:
+    """The gold tables the batch job computes on the host, directly on the landed objects."""
+    host = compose_stack.host
+    direct_lake = f"s3a://{host.lake_bucket}/direct-lake"
+    run_batch(spark, host.landing_uri, direct_lake, host.topics)
+    return read_gold(spark, direct_lake)

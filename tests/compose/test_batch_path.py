@@ -7,43 +7,17 @@ tables equal what the batch job computes directly on the same landed objects."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
-from pipeline.orchestrate.landing import not_landed, read_ledger
 from pipeline.transform.gold import QUERY_COLUMNS
-from pipeline.transform.job import TABLES, read_gold, run_batch
+from pipeline.transform.job import TABLES, Row, read_gold
 from pipeline.transform.lake import LakePaths, read_delta
 from tests.compose.conftest import ComposeStack
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]
-
-DRAWS = 100  # about 300 records
-
-
-@pytest.fixture(scope="module")
-def ledger(compose_stack: ComposeStack) -> list[dict[str, Any]]:
-    """The emulator service, run once for a counted number of draws, all landed in S3."""
-    compose_stack.one_shot(
-        "emulator-batch",
-        *("pinpipe", "emulate", "--mode", "batch", "--count", str(DRAWS), "--seed", "23"),
-        *("--concurrency", "4", "--records-per-request", "10", "--no-progress"),
-        *("--ledger", "/out/batch-ledger.jsonl", "--summary-json", "/out/batch-summary.json"),
-    )
-    summary = json.loads((compose_stack.out / "batch-summary.json").read_text())
-    assert summary["accepted"] == summary["sent"] > 0, summary
-    assert summary["rejected"] == summary["failed"] == 0, summary
-    entries = read_ledger(compose_stack.out / "batch-ledger.jsonl")
-    assert len(entries) == summary["accepted"]
-    host = compose_stack.host
-    deadline = time.monotonic() + host.landing_flush_interval_ms / 1000 + 120
-    while missing := not_landed(host, entries):
-        assert time.monotonic() < deadline, f"{len(missing)} acknowledged records never landed"
-        time.sleep(2)
-    return entries
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +31,19 @@ def results(compose_stack: ComposeStack, ledger: list[dict[str, Any]]) -> dict[s
 
 
 def test_the_job_in_the_container_computes_what_the_job_computes_directly(
-    compose_stack: ComposeStack, results: dict[str, Any], spark: SparkSession
+    compose_stack: ComposeStack,
+    results: dict[str, Any],
+    direct_gold: dict[str, list[Row]],
+    spark: SparkSession,
 ) -> None:
     host = compose_stack.host
     assert list(results) == list(QUERY_COLUMNS)
     for query_id, rows in results.items():
         assert rows, f"{query_id}: no rows"
         assert all(list(row) == list(QUERY_COLUMNS[query_id]) for row in rows), query_id
-    direct_lake = f"s3a://{host.lake_bucket}/direct-lake"
-    run_batch(spark, host.landing_uri, direct_lake, host.topics)
     from_container = read_gold(spark, host.lake_uri)
     assert len(from_container) == 9 and all(from_container.values())
-    assert from_container == read_gold(spark, direct_lake)
+    assert from_container == direct_gold
 
 
 def test_no_acknowledged_record_is_missing_from_silver(
