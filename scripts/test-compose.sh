@@ -12,6 +12,7 @@ export COMPOSE_CLI
 DOCKER_HOST=$(scripts/docker-engine.sh host)
 export DOCKER_HOST
 project=${PINPIPE_COMPOSE_TEST_PROJECT:-pinpipe-test}
+build_log=${TMPDIR:-/tmp}/pinpipe-compose-build.log
 started=$SECONDS
 step() { echo "== [$((SECONDS - started))s] $*"; }
 
@@ -31,8 +32,9 @@ step "starting a Docker engine"
 scripts/docker-engine.sh start
 step "base images (built from Debian packages: no registry answers here)"
 scripts/build-base-images.sh
-step "the project's images"
+step "the project's images (log: $build_log)"
 # shellcheck disable=SC2086
-$COMPOSE_CLI -f compose/docker-compose.yml --env-file .env.example --profile batch build --quiet
+$COMPOSE_CLI -f compose/docker-compose.yml --env-file .env.example --profile batch --profile airflow \
+  build >"$build_log" 2>&1 || { tail -n 60 "$build_log"; exit 1; }
 step "the end-to-end tests against the compose stack"
-uv run --frozen pytest tests/compose -q -ra -p no:cacheprovider
+uv run --frozen pytest tests/compose -ra -p no:cacheprovider

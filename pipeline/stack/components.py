@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
+from pydantic import SecretStr
 
 from pipeline.config import Settings
 from pipeline.stack.configs import write_configs
@@ -42,11 +43,12 @@ def pipeline_environment(settings: Settings) -> dict[str, str]:
     They then agree with the stack that started them even if supervisord was launched from
     another shell; credentials are inherited from the environment, never written to a file.
     """
+    # Credentials, and every SecretStr (str() of one is "**********", not its value).
     secret_fields = {"aws_access_key_id", "aws_secret_access_key", "api_keys"}
     environment = {
         f"PINPIPE_{name.upper()}": str(value)
         for name, value in settings.model_dump(exclude=secret_fields).items()
-        if value is not None and not isinstance(value, list | dict)
+        if value is not None and not isinstance(value, list | dict | SecretStr)
     }
     environment["AWS_REGION"] = settings.aws_region
     if settings.aws_endpoint_url:

@@ -214,11 +214,13 @@ def ledger(compose_stack: ComposeStack) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def spark(compose_stack: ComposeStack) -> SparkSession:
+def spark(compose_stack: ComposeStack) -> Iterator[SparkSession]:
     """A Spark session on the host reading the stack's lake through the published S3 port."""
     session = get_spark("pinpipe-compose-tests", compose_stack.host)
     session.sparkContext.setLogLevel("ERROR")
-    return session
+    yield session
+    # Close the py4j connections while pytest still owns the log streams.
+    session.stop()
 
 
 @pytest.fixture(scope="session")
