@@ -62,11 +62,12 @@ up-docker:
 	  address=$$($(COMPOSE) port $$port 2>/dev/null) && echo "  $$what: http://$$address$$path"; \
 	done; true
 
+# every profile: also services started with another COMPOSE_PROFILES than .env's
 down-docker:
-	$(COMPOSE) down --remove-orphans
+	$(COMPOSE) --profile '*' down --remove-orphans
 
 ps-docker:
-	$(COMPOSE) ps --all
+	$(COMPOSE) --profile '*' ps --all
 
 logs-docker:
 	$(COMPOSE) logs --follow --tail 50
@@ -104,7 +105,7 @@ clean-local: down-local
 	rm -rf .run
 
 clean-docker:
-	$(COMPOSE) down --remove-orphans --volumes
+	$(COMPOSE) --profile '*' down --remove-orphans --volumes
 
 # -- the aws target: one stage (STAGE=dev) on AWS + Databricks, see README "Deploy to AWS" ------
 # Credentials: the standard AWS chain (PROFILE=... or AWS_PROFILE) and the Databricks CLI

@@ -20,7 +20,7 @@ finish() {
   status=$?
   step "tearing down: compose project $project, then dockerd"
   # shellcheck disable=SC2086  # COMPOSE_CLI is a command line
-  $COMPOSE_CLI --project-name "$project" -f compose/docker-compose.yml down --volumes \
+  $COMPOSE_CLI --project-name "$project" -f compose/docker-compose.yml --profile '*' down --volumes \
     --remove-orphans --timeout 20 >/dev/null 2>&1 || true
   scripts/docker-engine.sh stop || true
   step "make test-compose finished with status $status"
