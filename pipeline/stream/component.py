@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from pipeline.config import Settings
-from pipeline.stack.components import Component
+from pipeline.stack.components import Component, pipeline_environment
 
 HEARTBEAT_MAX_AGE_S = 15.0
 
@@ -45,18 +45,7 @@ def stream_components(settings: Settings) -> list[Component]:
     if not settings.stream_enabled:
         return []
     # Non-secret settings travel explicitly (as for the API); credentials are inherited.
-    environment = {
-        "PINPIPE_TARGET": settings.target,
-        "PINPIPE_TOPIC_PREFIX": settings.topic_prefix,
-        "PINPIPE_RUN_DIR": str(settings.run_dir),
-        "PINPIPE_LAKE_BUCKET": settings.lake_bucket,
-        "PINPIPE_SPARK_DRIVER_MEMORY": settings.spark_driver_memory,
-        "AWS_REGION": settings.aws_region,
-    }
-    if settings.lake_root:
-        environment["PINPIPE_LAKE_ROOT"] = settings.lake_root
-    if settings.aws_endpoint_url:
-        environment["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    environment = pipeline_environment(settings)
     return [
         Component(
             name="stream",
