@@ -2,7 +2,7 @@
 started on a Docker engine, driven from the host through its published ports only.
 
 `make test-compose` starts a Docker engine of its own and builds the base images the Dockerfiles
-start FROM (scripts/test-compose.sh); the `compose_stack` fixture builds the project's images,
+start FROM, then the project's images (scripts/test-compose.sh); the `compose_stack` fixture
 brings the stack up waiting on its healthchecks, and takes it down with its volumes at the end,
 also after a failure. The scenarios are the local target's (tests/e2e, tests/integration), with
 the same assertions.
@@ -168,7 +168,8 @@ def compose_stack() -> Iterator[ComposeStack]:
     stack = ComposeStack(env_file=env_file, host=host, out=out)
     try:
         up = subprocess.run(
-            stack.command("up", "--build", "--wait", "--wait-timeout", "900", *SERVICES),
+            # images missing are built; `make test-compose` (re)builds them all beforehand
+            stack.command("up", "--wait", "--wait-timeout", "900", *SERVICES),
             capture_output=True,
             text=True,
             timeout=2400,
