@@ -11,17 +11,24 @@ TARGET ?= $(shell $(DOCKER) info >/dev/null 2>&1 && echo docker || echo local)
 COMPOSE_CLI ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo .venv/bin/docker-compose)
 COMPOSE ?= $(COMPOSE_CLI) -f compose/docker-compose.yml --env-file .env
 
-.PHONY: help setup up down status ps logs lint test test-unit test-integration test-compose ci clean \
+.PHONY: help setup up down status ps logs lint checkov test test-jvm test-unit test-integration test-compose ci clean \
 	check-target $(foreach t,local docker,up-$(t) down-$(t) ps-$(t) logs-$(t) clean-$(t))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: ## install Python deps (uv.lock) and resolve JVM jars (jvm/pom.xml) into .cache/
+setup: ## install Python deps (uv.lock), JVM jars (jvm/pom.xml) and Node tools (node/) into .cache/
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 	scripts/resolve-jvm.sh
+	scripts/resolve-node.sh
+	@# mitmproxy (the chaos suite's S3 fault proxy) in a tool env of its own: its pins clash with uv.lock
+	@.cache/tools/bin/mitmdump --version 2>/dev/null | grep -q "Mitmproxy: $(MITMPROXY_VERSION)" || \
+	  UV_TOOL_DIR=.cache/tools UV_TOOL_BIN_DIR=.cache/tools/bin $(UV) tool install --quiet --force \
+	  --python 3.11 mitmproxy==$(MITMPROXY_VERSION)
 	@[ -f .env ] || cp .env.example .env
+
+MITMPROXY_VERSION := 11.0.2
 
 check-target:
 	@case "$(TARGET)" in local|docker) ;; \
@@ -57,13 +64,18 @@ up-docker:
 	$(COMPOSE) up --detach --build --wait
 	@$(COMPOSE) ps
 	@for url in "API docs|api 8000|/openapi/swagger" "Kafka UI|kafka-ui 8080|/" "Airflow|airflow 8080|/" \
-	  "Connect|connect 8083|/connectors" "S3/Kinesis emulator|s3 4566|/moto-api/"; do \
+	  "Connect|connect 8083|/connectors" "S3 (S3Proxy)|s3 4566|/" \
+	  "Kinesis (kinesis-mock)|kinesis 4568|/healthcheck"; do \
 	  IFS='|' read -r what port path <<<"$$url"; \
 	  address=$$($(COMPOSE) port $$port 2>/dev/null) && echo "  $$what: http://$$address$$path"; \
 	done; true
 
 # every profile: also services started with another COMPOSE_PROFILES than .env's
+# Producers first, then Connect while the broker and S3 are up (`stop X` stops X's dependents
+# before X), then the rest in reverse dependency order, each within its stop_grace_period.
 down-docker:
+	$(COMPOSE) --profile '*' stop api spark-stream
+	$(COMPOSE) --profile '*' stop connect
 	$(COMPOSE) --profile '*' down --remove-orphans
 
 ps-docker:
@@ -90,8 +102,22 @@ test-unit: setup
 test-integration: setup
 	$(RUN) pytest tests/integration tests/e2e -q
 
-test: setup lint ## lint, then every test (unit, integration, e2e) against real components
+test-jvm: setup ## the S3 sink's Java unit tests (Maven Surefire, JUnit 5)
+	mvn -B -ntp -Dstyle.color=never -s jvm/settings.xml -f jvm/s3-sink/pom.xml -DskipTests=false test
+
+# checkov runs isolated and pinned (uv tool run): in the project's lock it resolves only to a
+# 2024 release (3.1.x) and downgrades networkx for everyone else
+CHECKOV ?= $(UV) tool run --isolated --from checkov==3.3.30 checkov
+checkov: ## security checks of the aws target's templates (suppressions in them say why)
+	$(CHECKOV) -d deploy --framework cloudformation --compact --quiet
+
+test: setup lint checkov test-jvm ## lint, checkov, then every test (Java unit, unit, integration, e2e) against real components
 	$(RUN) pytest tests -q -ra --ignore=tests/compose
+
+.PHONY: chaos
+chaos: setup ## fault-injection suite: RUNS=3 runs x RECORDS=100000 per layer, every fault (FAULTS=...)
+	$(RUN) python -m tests.chaos.runner --runs $(or $(RUNS),3) --records $(or $(RECORDS),100000) \
+		$(if $(FAULTS),--faults $(FAULTS)) $(if $(OUT),--out $(OUT))
 
 test-compose: setup ## the docker target end to end: own dockerd, local base images, compose stack (root)
 	COMPOSE_CLI="$(COMPOSE_CLI)" scripts/test-compose.sh

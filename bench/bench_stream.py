@@ -50,8 +50,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Settings, get_settings
-from pipeline.stack.components import emulator_ready, kafka_ready
+from pipeline.stack.components import kafka_ready
 from pipeline.stack.provision import ensure_bucket, ensure_streams, ensure_topics
+from pipeline.stack.servers import kinesis_ready, s3_ready
 
 TABLES = ("pin", "geo", "user")
 console = Console()
@@ -189,7 +190,7 @@ class DeltaWatcher:
     """When each `ind` became readable: new commits of the tables' Delta logs, polled in S3."""
 
     def __init__(self, settings: Settings, lake_key: str, prefix: str, job: psutil.Process):
-        self.s3 = boto3.client("s3", **settings.boto3_kwargs())
+        self.s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
         self.bucket = settings.lake_bucket
         self.roots = {table: f"{lake_key}/stream/{prefix}_{table}_table" for table in TABLES}
         self.visible: dict[str, dict[int, float]] = {table: {} for table in TABLES}
@@ -358,7 +359,7 @@ def main(
     # Stopped from outside (timeout, Ctrl-C): still stop the API and the job started here.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = get_settings()
-    if not (emulator_ready(settings) and kafka_ready(settings)):
+    if not (s3_ready(settings) and kinesis_ready(settings) and kafka_ready(settings)):
         console.print("[red]the local stack is not running: run `make up` first[/]")
         raise typer.Exit(1)
     ensure_bucket(settings)

@@ -1,4 +1,4 @@
-"""The daily batch DAG: wait for landed data → run the batch job → check data quality.
+"""The daily batch DAG: wait for landed data → run the batch job → check data quality → report.
 
 Wiring only: every choice (schedule, retries, which operator runs Spark on this target, the
 paths and names) comes from `pipeline.orchestrate.dag` and the settings (environment, `.env`).
@@ -25,4 +25,5 @@ with DAG(parts.DAG_ID, **parts.dag_arguments(settings)):
         parts.quality_arguments(settings),
         retries=0,  # failed checks fail the run at once: a retry would see the same data
     )
-    landed >> batch >> quality
+    report = parts.write_report(settings)
+    landed >> batch >> quality >> report

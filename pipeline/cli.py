@@ -8,6 +8,7 @@ from pipeline.deploy.cli import register as register_deploy
 from pipeline.ingest.cli import register as register_ingest
 from pipeline.land.cli import register_commands as register_land
 from pipeline.orchestrate.cli import register as register_orchestrate
+from pipeline.report.cli import register as register_report
 from pipeline.source.cli import register as register_source
 from pipeline.stack.cli import register as register_stack
 from pipeline.stream.cli import register as register_stream
@@ -28,6 +29,7 @@ register_transform(app)
 register_stream(app)
 register_deploy(app)
 register_orchestrate(app)
+register_report(app)
 
 if __name__ == "__main__":
     app()

@@ -43,10 +43,11 @@ def extra_jars(settings: Settings) -> list[Path]:
 def s3a_options(settings: Settings) -> dict[str, str]:
     """Hadoop S3A options derived from config (endpoint, path style, credentials provider)."""
     options = {"spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
-    if settings.aws_endpoint_url:
-        options["spark.hadoop.fs.s3a.endpoint"] = settings.aws_endpoint_url
+    endpoint = settings.endpoint_url("s3")
+    if endpoint:
+        options["spark.hadoop.fs.s3a.endpoint"] = endpoint
         options["spark.hadoop.fs.s3a.endpoint.region"] = settings.aws_region
-        ssl = settings.aws_endpoint_url.startswith("https")
+        ssl = endpoint.startswith("https")
         options["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(ssl).lower()
     options["spark.hadoop.fs.s3a.path.style.access"] = str(settings.s3_path_style).lower()
     if settings.aws_access_key_id and settings.aws_secret_access_key:

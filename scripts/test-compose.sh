@@ -33,11 +33,11 @@ scripts/docker-engine.sh start
 step "base images (built from Debian packages: no registry answers here)"
 scripts/build-base-images.sh
 step "the project's images (log: $build_log)"
-# One service per image (services sharing an image share its build): api, kafka, connect, spark,
-# airflow. The tests' `compose up` then finds them built.
+# One service per image (services sharing an image share its build): s3proxy, kinesis, kafka,
+# connect, api, spark, airflow. The tests' `compose up` then finds them built.
 # shellcheck disable=SC2086
 $COMPOSE_CLI -f compose/docker-compose.yml --env-file .env.example --profile airflow \
-  build s3 kafka connect spark-stream airflow >"$build_log" 2>&1 \
+  build s3 kinesis kafka connect api spark-stream airflow >"$build_log" 2>&1 \
   || { tail -n 60 "$build_log"; exit 1; }
 step "the end-to-end tests against the compose stack"
 uv run --frozen pytest tests/compose -ra -p no:cacheprovider --durations=12

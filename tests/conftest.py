@@ -19,7 +19,9 @@ DEFAULT_PORTS = {
     "PINPIPE_KAFKA_PORT": 9092,
     "PINPIPE_KAFKA_CONTROLLER_PORT": 9093,
     "PINPIPE_CONNECT_PORT": 8083,
-    "PINPIPE_EMULATOR_PORT": 4566,
+    "PINPIPE_S3_PORT": 4566,
+    "PINPIPE_KINESIS_PORT": 4568,
+    "PINPIPE_KINESIS_TLS_PORT": 4569,
     "PINPIPE_API_PORT": 8000,
     "PINPIPE_AIRFLOW_PORT": 8080,
 }
@@ -43,6 +45,8 @@ CLEARED = (
     "PINPIPE_KAFKA_BOOTSTRAP_SERVERS",
     "PINPIPE_CONNECT_URL",
     "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_KINESIS",
     "PINPIPE_API_URL",
     "AWS_DEFAULT_REGION",
     "PINPIPE_RUN_DIR",
@@ -73,7 +77,7 @@ def test_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def stack(test_env: dict[str, str]) -> Iterator[Settings]:
-    """The local stack (real broker, Connect worker, S3/Kinesis emulator), up and provisioned."""
+    """The local stack (real broker, Connect worker, S3 and Kinesis servers), up and provisioned."""
     from pipeline.stack import stack as local_stack
 
     settings = get_settings()

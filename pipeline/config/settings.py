@@ -5,8 +5,9 @@ The usaspending-api pattern: one `Settings` class describes every knob; a subcla
 `PINPIPE_TARGET`. Job code reads `Settings` and never branches on the target itself; local-only
 details (path-style S3, emulator endpoints, dummy credentials) live in the local/docker defaults.
 
-AWS values use the names the AWS SDKs read themselves (`AWS_ENDPOINT_URL`, `AWS_REGION`,
-`AWS_ACCESS_KEY_ID`, ...), so boto3, Spark's S3A and Kafka Connect all agree on them.
+AWS values use the names the AWS SDKs read themselves (`AWS_ENDPOINT_URL`, the per-service
+`AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL_KINESIS`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...), so
+boto3, Spark's S3A and Kafka Connect all agree on them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Target = Literal["local", "docker", "aws"]
+AwsService = Literal["s3", "kinesis"]
 TABLES: tuple[str, ...] = ("pin", "geo", "user")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -59,15 +61,28 @@ class Settings(BaseSettings):
     # -- the landing zone (Kafka Connect S3 sink; MSK Connect in the cloud) ---------------
     connector_name: str = "pinpipe-s3-sink"
     landing_flush_max_records: int = Field(default=500, description="records per S3 object")
+    landing_flush_max_bytes: int = Field(
+        default=16 * 1024 * 1024, description="bytes per S3 object: a larger window lands in parts"
+    )
     landing_flush_interval_ms: int = Field(
         default=60_000, description="longest wait before a quiet topic's records land"
     )
     kafka_replication_factor: int = 1
 
-    # -- S3 and Kinesis (an emulator locally) -----------------------------------------------
+    # -- S3 and Kinesis (S3Proxy and kinesis-mock locally, persisted in the run folder) -------
+    # As in the AWS SDKs: a service's own endpoint (AWS_ENDPOINT_URL_S3, ..._KINESIS) wins over
+    # AWS_ENDPOINT_URL, which applies to every service; `endpoint_url(service)` resolves them.
     aws_endpoint_url: str | None = Field(
-        default="http://127.0.0.1:4566",
+        default=None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "PINPIPE_S3_ENDPOINT_URL"),
+    )
+    kinesis_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL_KINESIS", "PINPIPE_KINESIS_ENDPOINT_URL"),
     )
     aws_region: str = Field(
         default="us-east-1",
@@ -79,8 +94,10 @@ class Settings(BaseSettings):
     aws_secret_access_key: SecretStr | None = Field(
         default=SecretStr("test"), validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
     )
-    emulator: Literal["moto", "localstack"] = "moto"
-    emulator_port: int = 4566
+    s3_port: int = Field(default=4566, description="local S3 server (S3Proxy)")
+    kinesis_port: int = Field(default=4568, description="local Kinesis server (kinesis-mock), HTTP")
+    kinesis_tls_port: int = Field(default=4569, description="kinesis-mock's HTTPS port (unused)")
+    s3_heap: str = "256m"
     s3_path_style: bool = True
     lake_bucket: str = "pinpipe-lake"
     kinesis_shards: int = 1
@@ -97,6 +114,12 @@ class Settings(BaseSettings):
     )
     api_max_body_bytes: int = Field(
         default=5 * 2**20, gt=0, description="larger request bodies get 413"
+    )
+    api_max_records: int = Field(
+        default=1000, gt=0, description="records per Kafka produce request; more get 422"
+    )
+    api_shutdown_flush_s: float = Field(
+        default=3.0, ge=0, description="on shutdown, max wait for the Kafka producer's flush"
     )
 
     # -- Spark (Databricks in the cloud) ----------------------------------------------------
@@ -187,14 +210,20 @@ class Settings(BaseSettings):
         """Root of the landing zone written by the S3 sink (`<root>/topics/<topic>/...`)."""
         return f"s3a://{self.lake_bucket}"
 
-    def boto3_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `boto3.client(...)`: endpoint and region from config.
+    def endpoint_url(self, service: AwsService) -> str | None:
+        """The endpoint of `service`: its own, else AWS_ENDPOINT_URL, else None (real AWS)."""
+        own = self.s3_endpoint_url if service == "s3" else self.kinesis_endpoint_url
+        return own or self.aws_endpoint_url
+
+    def boto3_kwargs(self, service: AwsService) -> dict[str, Any]:
+        """Keyword arguments for `boto3.client(service, ...)`: endpoint and region from config.
 
         Credentials are passed only when configured; otherwise boto3's own chain decides.
         """
         kwargs: dict[str, Any] = {"region_name": self.aws_region}
-        if self.aws_endpoint_url:
-            kwargs["endpoint_url"] = self.aws_endpoint_url
+        endpoint = self.endpoint_url(service)
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
         if self.aws_access_key_id and self.aws_secret_access_key:
             kwargs["aws_access_key_id"] = self.aws_access_key_id
             kwargs["aws_secret_access_key"] = self.aws_secret_access_key.get_secret_value()
@@ -219,7 +248,7 @@ class Settings(BaseSettings):
 
 
 class LocalSettings(Settings):
-    """Real components as local processes; an S3/Kinesis emulator on loopback.
+    """Real components as local processes; S3 and Kinesis servers on loopback.
 
     URLs not set explicitly follow the configured ports, so changing a port is one setting.
     """
@@ -233,8 +262,11 @@ class LocalSettings(Settings):
             self.kafka_bootstrap_servers = f"127.0.0.1:{self.kafka_port}"
         if "connect_url" not in explicit:
             self.connect_url = f"http://127.0.0.1:{self.connect_port}"
-        if "aws_endpoint_url" not in explicit:
-            self.aws_endpoint_url = f"http://127.0.0.1:{self.emulator_port}"
+        # AWS_ENDPOINT_URL set alone still points both services at one server (e.g. LocalStack)
+        if "s3_endpoint_url" not in explicit and "aws_endpoint_url" not in explicit:
+            self.s3_endpoint_url = f"http://127.0.0.1:{self.s3_port}"
+        if "kinesis_endpoint_url" not in explicit and "aws_endpoint_url" not in explicit:
+            self.kinesis_endpoint_url = f"http://127.0.0.1:{self.kinesis_port}"
         if "api_url" not in explicit:
             self.api_url = f"http://127.0.0.1:{self.api_port}"
         if "airflow_url" not in explicit:
@@ -248,12 +280,19 @@ class DockerSettings(Settings):
     target: Target = "docker"
     kafka_bootstrap_servers: str = "kafka:9092"
     connect_url: str = "http://connect:8083"
-    aws_endpoint_url: str | None = Field(
-        default="http://s3:4566",
-        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
-    )
     api_url: str = "http://api:8000"
     airflow_url: str = "http://airflow:8080"
+
+    @model_validator(mode="after")
+    def _servers_by_name(self) -> DockerSettings:
+        # the `s3` and `kinesis` services, unless AWS_ENDPOINT_URL names one server for both
+        explicit = self.model_fields_set
+        if "aws_endpoint_url" not in explicit:
+            if "s3_endpoint_url" not in explicit:
+                self.s3_endpoint_url = "http://s3:4566"
+            if "kinesis_endpoint_url" not in explicit:
+                self.kinesis_endpoint_url = "http://kinesis:4568"
+        return self
 
 
 class AwsSettings(Settings):

@@ -144,8 +144,13 @@ def env(stage: StageOpt = None, region: RegionOpt = None, profile: ProfileOpt = 
 
 def _print_endpoints(deployer: Deployer) -> None:
     outputs = deployer.state.outputs
-    if "api" in outputs:
-        console.print(f"API: {outputs['api'].get('ApiUrl')}")
+    if "gateway" in outputs:
+        gateway = outputs["gateway"]
+        console.print(f"API: {gateway.get('ApiUrl')} (requests need the header x-api-key)")
+        console.print(
+            "API key: aws secretsmanager get-secret-value --query SecretString --output text "
+            f"--secret-id {gateway.get('ApiKeySecretName')}"
+        )
     if "mwaa" in outputs:
         console.print(f"Airflow: https://{outputs['mwaa'].get('WebserverUrl')}")
 

@@ -38,8 +38,9 @@ def kafka_env(state: StageState) -> Env:
         "PINPIPE_KAFKA_BOOTSTRAP_SERVERS": state.bootstrap_servers,
         "PINPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "PINPIPE_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
-        # two brokers: topics created by `pinpipe provision` and the DLQ keep two copies
-        "PINPIPE_KAFKA_REPLICATION_FACTOR": "2",
+        # topics created by `pinpipe provision` and the sink's DLQ: as many copies as the stage's
+        # brokers' default (min.insync.replicas comes from the cluster's configuration)
+        "PINPIPE_KAFKA_REPLICATION_FACTOR": str(state.config.kafka_replication_factor),
     }
 
 

@@ -312,6 +312,8 @@ class Deployer:
             if cfn.delete_stack(cf, self.config.stack_name(component), delay):
                 removed.append(f"stack {self.config.stack_name(component)}")
                 self.console.print(f"deleted {self.config.stack_name(component)}")
+                if component == "gateway":
+                    purge_secret(self.aws, self.config.api_key_secret)
         lake = storage.get("LakeBucketName")
         if lake and delete_lake:
             empty_bucket(self.aws.s3, lake)
@@ -382,6 +384,16 @@ def put_secret(aws: Aws, name: str, value: str) -> bool:
         return False
     sm.put_secret_value(SecretId=name, SecretString=value)
     return True
+
+
+def purge_secret(aws: Aws, name: str) -> None:
+    """Delete a secret now, even one a deleted stack left in its recovery window: a secret
+    scheduled for deletion keeps its name, and the next deploy could not create it again."""
+    try:
+        aws.secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
 
 
 def delete_secret(aws: Aws, name: str) -> bool:

@@ -50,12 +50,16 @@ def _iam(state: StageState) -> Parameters:
 
 
 def _msk(state: StageState) -> Parameters:
+    config = state.config
     return {
-        "Stage": state.config.stage,
-        "ClusterName": state.config.cluster_name,
+        "Stage": config.stage,
+        "ClusterName": config.cluster_name,
         "VpcId": state.output("network", "VpcId"),
         "VpcCidr": state.output("network", "VpcCidr"),
-        "PrivateSubnetIds": state.output("network", "PrivateSubnetIds"),
+        "BrokerSubnetIds": state.output("network", "BrokerSubnetIds"),
+        "BrokerCount": str(config.msk_brokers),
+        "ReplicationFactor": str(config.kafka_replication_factor),
+        "MinInsyncReplicas": str(config.min_insync_replicas),
     }
 
 
@@ -63,11 +67,39 @@ def _api(state: StageState) -> Parameters:
     return {
         "Stage": state.config.stage,
         "VpcId": state.output("network", "VpcId"),
-        "PublicSubnetId": state.output("network", "PublicSubnetId"),
+        "VpcCidr": state.output("network", "VpcCidr"),
+        "PrivateSubnetIds": state.output("network", "PrivateSubnetIds"),
         "InstanceProfileName": state.output("iam", "ApiInstanceProfileName"),
+        "ApiRoleArn": state.output("iam", "ApiRoleArn"),
+        "ProvisionRoleArn": state.output("iam", "ProvisionRoleArn"),
         "ImageUri": state.image_uri,
         "InstanceType": state.config.api_instance_type,
         "ApiEnvironment": base64.b64encode(env_file(api_env(state)).encode()).decode(),
+    }
+
+
+def _gateway(state: StageState) -> Parameters:
+    return {
+        "Stage": state.config.stage,
+        "LoadBalancerArn": state.output("api", "LoadBalancerArn"),
+        "LoadBalancerDnsName": state.output("api", "LoadBalancerDnsName"),
+    }
+
+
+def _alarms(state: StageState) -> Parameters:
+    """Alarms name their metrics by the stage's names: no other stack's outputs needed."""
+    config = state.config
+    deployed = set(config.components)
+    return {
+        "Stage": config.stage,
+        "TopicPrefix": config.topic_prefix,
+        "MskClusterName": config.cluster_name,
+        "ConsumerGroup": config.sink_consumer_group,
+        "MwaaEnvironmentName": config.mwaa_environment,
+        "NotificationEmail": config.alarm_email,
+        "WithApi": str("gateway" in deployed).lower(),
+        "WithConnect": str("connect" in deployed).lower(),
+        "WithMwaa": str("mwaa" in deployed).lower(),
     }
 
 
@@ -110,8 +142,10 @@ PARAMETERS: dict[str, Callable[[StageState], Parameters]] = {
     "iam": _iam,
     "msk": _msk,
     "api": _api,
+    "gateway": _gateway,
     "connect": _connect,
     "mwaa": _mwaa,
+    "alarms": _alarms,
 }
 
 # stacks that create named IAM resources must acknowledge it

@@ -4,10 +4,11 @@ Each configured topic and stream gets its own route (`POST /topics/<prefix>.pin`
 model is the row schema of its table, so the OpenAPI document shows the exact schema of each.
 Unknown names fall through to catch-all routes that answer 404.
 
-A request passes, in order: API key (403), topic/stream known (404), content type (415), size
-(413), UTF-8 JSON (400), schema of every record (422, listing each bad record), then delivery
-(503 when the broker or Kinesis does not answer in time). Nothing is written unless the whole
-request is valid.
+A request passes, in order: API key (403), topic/stream known (404), content type (415), a free
+sink slot (503 when `threads` requests already wait for Kafka/Kinesis), size (413), UTF-8 JSON
+(400), schema of every record and the record count (422, listing each bad record), the sinks'
+size limits (422 per record, 413 for a whole PutRecords), then delivery (503 when the broker or
+Kinesis does not answer in time). Nothing is written unless the whole request is valid.
 
 Accepted content types: `application/vnd.kafka.json.v2+json` (REST Proxy's JSON embedded format)
 and `application/vnd.kafka.v2+json` for Kafka; `application/json` for Kinesis. Only `charset=utf-8`
@@ -20,6 +21,7 @@ import atexit
 import hmac
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,16 +38,19 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from pipeline.config import Settings, get_settings
 from pipeline.ingest.errors import ApiError, ErrorCode, from_validation_error, invalid_records
 from pipeline.ingest.kafka import (
+    MAX_KEY_AND_VALUE_BYTES,
+    MESSAGE_MAX_BYTES,
+    RECORD_OVERHEAD_BYTES,
     KafkaDelivery,
     KafkaFailed,
     KafkaUnavailable,
     OutgoingRecord,
+    RecordTooLarge,
     TopicNotFound,
 )
-from pipeline.ingest.kinesis import KinesisDelivery
+from pipeline.ingest.kinesis import KinesisDelivery, check_sizes
 from pipeline.ingest.metrics import Metrics
 from pipeline.ingest.schemas import (
-    PRODUCE_REQUESTS,
     PUT_RECORD_REQUESTS,
     PUT_RECORDS_REQUESTS,
     ROW_MODELS,
@@ -63,6 +68,7 @@ from pipeline.ingest.schemas import (
     RecordError,
     StreamPath,
     TopicPath,
+    produce_requests,
 )
 
 log = logging.getLogger(__name__)
@@ -70,8 +76,6 @@ log = logging.getLogger(__name__)
 KAFKA_MEDIA_TYPES = ("application/vnd.kafka.json.v2+json", "application/vnd.kafka.v2+json")
 KINESIS_MEDIA_TYPES = ("application/json",)
 API_KEY_HEADER = "x-api-key"
-# librdkafka's default message.max.bytes; a bigger record would be refused by the producer.
-MAX_RECORD_BYTES = 1_000_000
 EXTENSION = "pinpipe.ingest"
 
 TAG_KAFKA = Tag(name="kafka", description="Kafka REST Proxy v2: produce to the batch layer")
@@ -104,26 +108,47 @@ class RouteInfo:
     media_types: tuple[str, ...] = ()  # empty: the route takes no body
     sink: str = ""
     table: str = ""
+    uses_sink: bool = False  # calls Kafka or Kinesis: needs one of the sink slots
 
 
 class Ingest:
     """Everything a running API holds: settings, sinks, metrics and its route table."""
 
     def __init__(
-        self, settings: Settings, kafka: KafkaDelivery, kinesis: KinesisDelivery, metrics: Metrics
+        self,
+        settings: Settings,
+        kafka: KafkaDelivery,
+        kinesis: KinesisDelivery,
+        metrics: Metrics,
+        sink_slots: int = 8,
     ) -> None:
         self.settings = settings
         self.kafka = kafka
         self.kinesis = kinesis
         self.metrics = metrics
         self.routes: dict[str, RouteInfo] = {}
+        # At most `sink_slots` requests wait for a sink at once; the server runs more threads
+        # than that, so a stuck broker cannot take the threads /healthz and /readyz need.
+        self.sink_slots = sink_slots
+        self._slots = threading.BoundedSemaphore(sink_slots)
         self._closed = False
 
+    def take_sink_slot(self) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        self.metrics.in_flight.inc()
+        return True
+
+    def release_sink_slot(self) -> None:
+        self.metrics.in_flight.dec()
+        self._slots.release()
+
     def close(self) -> None:
-        """Graceful shutdown: deliver what the producer still holds."""
+        """Graceful shutdown (after the in-flight requests were answered): deliver what the
+        producer still holds within api_shutdown_flush_s, then drop it."""
         if not self._closed:
             self._closed = True
-            self.kafka.close()
+            self.kafka.close(self.settings.api_shutdown_flush_s)
 
 
 class IngestOpenAPI(OpenAPI):
@@ -168,7 +193,10 @@ def create_app(
     kinesis: KinesisDelivery | None = None,
     threads: int = 8,
 ) -> IngestOpenAPI:
-    """The Flask app of the ingestion API. Sinks are created lazily on first use."""
+    """The Flask app of the ingestion API. Sinks are created lazily on first use.
+
+    `threads` requests may use the sinks at once; more get 503 at once (the server runs a few
+    threads more, for the operations routes)."""
     settings = settings or get_settings()
     keys = [key for key in settings.api_keys if key]
     security_schemes: Any = (
@@ -195,6 +223,7 @@ def create_app(
         kafka or KafkaDelivery(settings),
         kinesis or KinesisDelivery(settings, threads=threads),
         Metrics(),
+        sink_slots=threads,
     )
     app.extensions[EXTENSION] = ingest
     atexit.register(ingest.close)
@@ -235,7 +264,7 @@ def create_app(
     _register_kafka(app, ingest, route)
     _register_kinesis(app, ingest, route)
     _register_operations(app, ingest, route)
-    _register_hooks(app, ingest, keys)
+    _register_hooks(app, ingest)
     return app
 
 
@@ -309,7 +338,9 @@ def _register_kafka(app: IngestOpenAPI, ingest: Ingest, route: Register) -> None
             "post",
             f"/topics/{topic}",
             _produce_view(ingest, table, topic),
-            info=RouteInfo(media_types=KAFKA_MEDIA_TYPES, sink="kafka", table=table),
+            info=RouteInfo(
+                media_types=KAFKA_MEDIA_TYPES, sink="kafka", table=table, uses_sink=True
+            ),
             codes=(400, 404, 413, 415, 422, 503),
             ok=ProduceResponse,
             tags=[TAG_KAFKA],
@@ -354,7 +385,8 @@ def _produce_response(acknowledged: list[tuple[int, int]]) -> Response:
 
 
 def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
-    model = PRODUCE_REQUESTS[table]
+    model = produce_requests(ingest.settings.api_max_records)[table]
+    limit = MAX_KEY_AND_VALUE_BYTES
 
     row_json = ROW_MODELS[table].__pydantic_serializer__.to_json
 
@@ -365,8 +397,9 @@ def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
         outgoing: list[OutgoingRecord] = []
         for index, record in enumerate(records):
             value: bytes = row_json(record.value)
-            if record.key is None and record.partition is None:  # the common case, kept lean
-                outgoing.append(OutgoingRecord(value))
+            # A row's JSON stays far below the limit (text columns are bounded); a key need not.
+            if record.key is None and record.partition is None and len(value) <= limit:
+                outgoing.append(OutgoingRecord(value))  # the common case, kept lean
                 continue
             key = None if record.key is None else encode(record.key)
             if record.partition is not None and record.partition >= partitions:
@@ -377,8 +410,16 @@ def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
                         f"{topic} has {partitions}",
                     )
                 )
-            if len(value) + len(key or b"") > MAX_RECORD_BYTES:  # only a huge key gets here
-                errors.append(RecordError(index=index, reason=f"over {MAX_RECORD_BYTES} bytes"))
+            size = len(value) + len(key or b"")
+            if size > limit:  # what the producer would refuse (MSG_SIZE_TOO_LARGE)
+                errors.append(
+                    RecordError(
+                        index=index,
+                        reason=f"key + value are {size} bytes as JSON; a Kafka record holds at "
+                        f"most {limit} (message.max.bytes {MESSAGE_MAX_BYTES} minus "
+                        f"{RECORD_OVERHEAD_BYTES} bytes of record overhead)",
+                    )
+                )
             outgoing.append(OutgoingRecord(value, key, record.partition))
         if errors:
             ingest.metrics.records.labels("kafka", table, "rejected").inc(len(records))
@@ -386,7 +427,7 @@ def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
         started = time.perf_counter()
         try:
             acknowledged = ingest.kafka.produce(topic, outgoing)
-        except (KafkaUnavailable, KafkaFailed):
+        except (KafkaUnavailable, KafkaFailed, RecordTooLarge):
             ingest.metrics.records.labels("kafka", table, "failed").inc(len(records))
             raise
         ingest.metrics.delivery.labels("kafka").observe(time.perf_counter() - started)
@@ -421,7 +462,9 @@ def _register_kinesis(app: IngestOpenAPI, ingest: Ingest, route: Register) -> No
     kinesis = ingest.kinesis
     record_codes = (400, 404, 413, 415, 422, 503)
     for table, stream in ingest.settings.streams.items():
-        info = RouteInfo(media_types=KINESIS_MEDIA_TYPES, sink="kinesis", table=table)
+        info = RouteInfo(
+            media_types=KINESIS_MEDIA_TYPES, sink="kinesis", table=table, uses_sink=True
+        )
         route(
             "put",
             f"/streams/{stream}/record",
@@ -482,7 +525,7 @@ def _register_kinesis(app: IngestOpenAPI, ingest: Ingest, route: Register) -> No
         "get",
         "/streams",
         _named("list_streams", list_streams, "List Kinesis streams (ListStreams)", {}),
-        info=RouteInfo(),
+        info=RouteInfo(uses_sink=True),
         codes=(503,),
         ok=ListStreamsResponse,
         tags=[TAG_KINESIS],
@@ -496,7 +539,7 @@ def _register_kinesis(app: IngestOpenAPI, ingest: Ingest, route: Register) -> No
             "Describe a stream (DescribeStream)",
             {"path": StreamPath},
         ),
-        info=RouteInfo(),
+        info=RouteInfo(uses_sink=True),
         codes=(404, 503),
         ok=DescribeStreamResponse,
         tags=[TAG_KINESIS],
@@ -511,7 +554,7 @@ def _register_kinesis(app: IngestOpenAPI, ingest: Ingest, route: Register) -> No
             "409 if it exists.",
             {"path": StreamPath, "body": CreateStreamRequest},
         ),
-        info=RouteInfo(media_types=KINESIS_MEDIA_TYPES),
+        info=RouteInfo(media_types=KINESIS_MEDIA_TYPES, uses_sink=True),
         codes=(400, 404, 409, 413, 415, 422, 503),
         ok=EmptyResponse,
         tags=[TAG_KINESIS],
@@ -526,11 +569,19 @@ def _register_kinesis(app: IngestOpenAPI, ingest: Ingest, route: Register) -> No
             "Delete a configured stream (DeleteStream)",
             {"path": StreamPath},
         ),
-        info=RouteInfo(),
+        info=RouteInfo(uses_sink=True),
         codes=(404, 409, 503),
         ok=EmptyResponse,
         tags=[TAG_KINESIS],
     )
+
+
+def _check_kinesis_sizes(ingest: Ingest, table: str, records: list[tuple[bytes, str]]) -> None:
+    try:
+        check_sizes(records)
+    except ApiError:
+        ingest.metrics.records.labels("kinesis", table, "rejected").inc(len(records))
+        raise
 
 
 def _put_record_view(ingest: Ingest, table: str, stream: str) -> Any:
@@ -538,9 +589,11 @@ def _put_record_view(ingest: Ingest, table: str, stream: str) -> Any:
 
     def put_record() -> Any:
         body: Any = parse_body(model)
+        data = _row_json(body.Data)
+        _check_kinesis_sizes(ingest, table, [(data, body.PartitionKey)])
         started = time.perf_counter()
         try:
-            answer = ingest.kinesis.put_record(stream, _row_json(body.Data), body.PartitionKey)
+            answer = ingest.kinesis.put_record(stream, data, body.PartitionKey)
         except ApiError:
             ingest.metrics.records.labels("kinesis", table, "failed").inc()
             raise
@@ -563,6 +616,7 @@ def _put_records_view(ingest: Ingest, table: str, stream: str) -> Any:
     def put_records() -> Any:
         body: Any = parse_body(model)
         records = [(_row_json(record.Data), record.PartitionKey) for record in body.Records]
+        _check_kinesis_sizes(ingest, table, records)
         started = time.perf_counter()
         try:
             answer = ingest.kinesis.put_records(stream, records)
@@ -589,6 +643,13 @@ def _put_records_view(ingest: Ingest, table: str, stream: str) -> Any:
 # -- operations ------------------------------------------------------------------------------------
 
 
+def _caller_has_key(ingest: Ingest) -> bool:
+    """True when no keys are configured (local/docker default) or the request carries one."""
+    keys = [key.encode() for key in ingest.settings.api_keys if key]
+    given = request.headers.get(API_KEY_HEADER, "").encode()
+    return not keys or any(hmac.compare_digest(given, key) for key in keys)
+
+
 def _register_operations(app: IngestOpenAPI, ingest: Ingest, route: Register) -> None:
     def healthz() -> Any:
         return {"status": "ok"}
@@ -604,6 +665,9 @@ def _register_operations(app: IngestOpenAPI, ingest: Ingest, route: Register) ->
                     detail = f"topics missing: {detail}"
                 checks[name] = Check(ok=False, detail=detail)
         ready = all(check.ok for check in checks.values())
+        if not _caller_has_key(ingest):
+            # the details name brokers and endpoints: only for callers holding a key
+            checks = {name: Check(ok=check.ok, detail="") for name, check in checks.items()}
         body = Readiness(status="ready" if ready else "not ready", checks=checks)
         return body.model_dump(), 200 if ready else 503
 
@@ -659,21 +723,17 @@ def _media_type_problem(accepted: tuple[str, ...]) -> str | None:
     return None
 
 
-def _register_hooks(app: IngestOpenAPI, ingest: Ingest, keys: list[str]) -> None:
-    encoded_keys = [key.encode() for key in keys]
-
+def _register_hooks(app: IngestOpenAPI, ingest: Ingest) -> None:
     @app.before_request
     def check_request() -> None:
         g.started = time.perf_counter()
         info = ingest.routes.get(request.endpoint or "")
         if info is None:
             return
-        if info.protected and encoded_keys:
-            given = request.headers.get(API_KEY_HEADER, "").encode()
-            if not any(hmac.compare_digest(given, key) for key in encoded_keys):
-                raise ApiError(
-                    403, ErrorCode.FORBIDDEN, f"Forbidden: missing or wrong {API_KEY_HEADER}"
-                )
+        if info.protected and not _caller_has_key(ingest):
+            raise ApiError(
+                403, ErrorCode.FORBIDDEN, f"Forbidden: missing or wrong {API_KEY_HEADER}"
+            )
         stream = (request.view_args or {}).get("stream")
         if stream is not None:  # generic stream routes: 404 before looking at the body
             _known_stream(ingest, stream)
@@ -681,6 +741,23 @@ def _register_hooks(app: IngestOpenAPI, ingest: Ingest, keys: list[str]) -> None
             problem = _media_type_problem(info.media_types)
             if problem:
                 raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, problem)
+        if info.uses_sink:
+            # Never queue for a slot: a waiting request would hold a server thread too.
+            if not ingest.take_sink_slot():
+                raise ApiError(
+                    503,
+                    ErrorCode.API_BUSY,
+                    f"{ingest.sink_slots} requests are already waiting for Kafka/Kinesis "
+                    "(a slow or stuck broker, or more concurrent clients than the API's "
+                    "threads); retry later",
+                    headers={"Retry-After": "1"},
+                )
+            g.sink_slot = True
+
+    @app.teardown_request
+    def release_sink_slot(_error: BaseException | None) -> None:
+        if g.pop("sink_slot", False):
+            ingest.release_sink_slot()
 
     @app.after_request
     def observe(response: Response) -> Response:
@@ -711,6 +788,11 @@ def _register_hooks(app: IngestOpenAPI, ingest: Ingest, keys: list[str]) -> None
     def kafka_failed(error: KafkaFailed) -> Response:
         log.error("%s %s -> 500 %s", request.method, request.path, error)
         return ApiError(500, ErrorCode.KAFKA_ERROR, str(error)).response()
+
+    @app.errorhandler(RecordTooLarge)
+    def record_too_large(error: RecordTooLarge) -> Response:
+        log.warning("%s %s -> 413 %s", request.method, request.path, error)
+        return ApiError(413, ErrorCode.RECORD_TOO_LARGE, str(error)).response()
 
     @app.errorhandler(TopicNotFound)
     def topic_not_found(error: TopicNotFound) -> Response:

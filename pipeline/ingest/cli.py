@@ -13,7 +13,9 @@ from pipeline.config import get_settings
 def api(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="default: PINPIPE_API_PORT")] = None,
-    threads: Annotated[int, typer.Option(min=1, help="concurrent requests")] = 8,
+    threads: Annotated[
+        int, typer.Option(min=1, help="requests that may wait for Kafka/Kinesis at once")
+    ] = 8,
     dev: Annotated[bool, typer.Option("--dev", help="Flask's dev server, not gunicorn")] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="log every request")] = False,
 ) -> None:

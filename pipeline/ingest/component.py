@@ -39,5 +39,8 @@ def api_components(settings: Settings) -> list[Component]:
             ready=api_ready,
             environment=environment,
             ready_timeout_s=60,
+            # gunicorn's graceful shutdown: in-flight requests (up to 2 x api_timeout_s), then
+            # the bounded producer flush; SIGKILL only after that
+            stop_timeout_s=2 * settings.api_timeout_s + settings.api_shutdown_flush_s + 10,
         )
     ]

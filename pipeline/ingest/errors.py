@@ -26,12 +26,14 @@ class ErrorCode(IntEnum):
     STREAM_NOT_FOUND = 40404
     STREAM_IN_USE = 40901
     BODY_TOO_LARGE = 413
+    RECORD_TOO_LARGE = 41301
     UNSUPPORTED_MEDIA_TYPE = 415
     INVALID_RECORDS = 42201
     INVALID_REQUEST = 42202
     KAFKA_ERROR = 50002
     KAFKA_UNAVAILABLE = 50003
     KINESIS_UNAVAILABLE = 50301
+    API_BUSY = 50302
     KINESIS_ERROR = 50201
 
 
@@ -44,17 +46,20 @@ class ApiError(Exception):
         code: ErrorCode | int,
         message: str,
         errors: list[RecordError] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = int(code)
         self.message = message
         self.errors = errors
+        self.headers = headers or {}
 
     def response(self) -> Response:
         body = ErrorResponse(error_code=self.code, message=self.message, errors=self.errors)
         response = jsonify(body.model_dump(exclude_none=True))
         response.status_code = self.status
+        response.headers.update(self.headers)
         return response
 
 
@@ -92,6 +97,12 @@ def from_validation_error(error: ValidationError, body: Any) -> ApiError:
         message = item["msg"]
         if item["type"] == "string_pattern_mismatch" and loc and str(loc[-1]) in FORMAT_HINTS:
             message = FORMAT_HINTS[str(loc[-1])]
+        if item["type"] == "too_long" and len(loc) == 1 and loc[0] in _RECORD_LISTS:
+            context = item.get("ctx", {})
+            message = (
+                f"{context.get('actual_length')} records; at most {context.get('max_length')} "
+                "per request: split the records into smaller requests"
+            )
         if len(loc) >= 2 and loc[0] in _RECORD_LISTS and isinstance(loc[1], int):
             by_record[loc[1]].append(_describe(loc[2:], message))
         elif loc and loc[0] in _SINGLE_RECORD_FIELDS:

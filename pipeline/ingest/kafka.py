@@ -25,6 +25,14 @@ from pipeline.config import Settings
 log = logging.getLogger(__name__)
 
 METADATA_TTL_S = 60.0
+# The producer's message.max.bytes (librdkafka's default, set explicitly so the API's own check
+# uses the same number). librdkafka refuses a record whose key + value + headers + the maximum
+# v2 record overhead (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD: 36 bytes) exceed it.
+MESSAGE_MAX_BYTES = 1_000_000
+RECORD_OVERHEAD_BYTES = 36
+MAX_KEY_AND_VALUE_BYTES = MESSAGE_MAX_BYTES - RECORD_OVERHEAD_BYTES
+# After a purge, librdkafka's threads hand over the purged records' reports quickly.
+PURGE_REPORTS_TIMEOUT_S = 1.0
 
 
 class KafkaUnavailable(Exception):
@@ -37,6 +45,15 @@ class KafkaFailed(Exception):
 
 class TopicNotFound(Exception):
     pass
+
+
+class RecordTooLarge(Exception):
+    """The producer or the broker refused a record as too large: HTTP 413."""
+
+
+# The producer's own size check and the broker's (record batch over the topic's
+# max.message.bytes) report the same code.
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 
 
 class OutgoingRecord(NamedTuple):
@@ -142,6 +159,7 @@ class KafkaDelivery:
             "acks": "all",
             "enable.idempotence": True,
             "message.timeout.ms": timeout_ms,
+            "message.max.bytes": MESSAGE_MAX_BYTES,
             # a batched request fills a batch at once; single-record posts gain little from waiting
             "linger.ms": 2,
             # keyed records land where Confluent REST Proxy (a Java client) would put them
@@ -194,15 +212,22 @@ class KafkaDelivery:
         if producer is None:
             return 0
         remaining: int = producer.flush(flush_timeout_s)
+        if remaining:
+            # A broker that is gone would be retried until message.timeout.ms; drop the records
+            # now instead. Their delivery reports (_PURGE_*) make any request still waiting for
+            # them answer 503, never 2xx.
+            producer.purge()
+            producer.flush(PURGE_REPORTS_TIMEOUT_S)
         return remaining
 
     def close(self, flush_timeout_s: float | None = None) -> int:
-        """Deliver what is queued (graceful shutdown), stop the poll thread; returns undelivered."""
+        """Deliver what is queued (graceful shutdown) within `flush_timeout_s` (default: the
+        request timeout), then drop the rest and stop the poll thread; returns undelivered."""
         with self._lock:
+            self._stop.set()
             remaining = self._close_producer(
                 self.timeout_s if flush_timeout_s is None else flush_timeout_s
             )
-            self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=2)
             self._poller = None
@@ -300,7 +325,7 @@ class KafkaDelivery:
                 topic, messages, partition=partition, on_delivery=on_delivery
             )
         except KafkaException as error:  # raised before anything is queued
-            raise KafkaFailed(f"Kafka refused the records: {error}") from error
+            raise _refused("the records", error) from error
         return queued
 
     def _produce_one(
@@ -324,7 +349,7 @@ class KafkaDelivery:
                     ) from None
                 time.sleep(0.01)
             except KafkaException as error:
-                raise KafkaFailed(f"Kafka refused record {index}: {error}") from error
+                raise _refused(f"record {index}", error) from error
 
     def wait(self, topic: str, batch: PendingBatch, deadline: float) -> list[tuple[int, int]]:
         """Partition and offset of each record, once the broker acknowledged all of them."""
@@ -342,9 +367,29 @@ class KafkaDelivery:
             if any(e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART for e in failed):
                 self._partitions.pop(topic, None)
                 raise TopicNotFound(topic)
+            too_large = [
+                (index, e) for index, e in enumerate(batch.errors) if e and e.code() in _TOO_LARGE
+            ]
+            if too_large:
+                index, refusal = too_large[0]
+                raise RecordTooLarge(
+                    f"Kafka refused {len(too_large)} of {batch.size} records as too large "
+                    f"(first: record {index}, {refusal.str()}): over the broker's or topic's "
+                    "message size limit (max.message.bytes)"
+                )
             raise KafkaFailed(f"Kafka rejected {len(failed)} records: {failed[0].str()}")
         return [result for result in batch.results if result is not None]
 
     def produce(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
         deadline = time.monotonic() + self.timeout_s
         return self.wait(topic, self.send(topic, records, deadline), deadline)
+
+
+def _refused(what: str, error: KafkaException) -> Exception:
+    """A produce call the producer refused: too large (413) or anything else (500)."""
+    if error.args and isinstance(error.args[0], KafkaError) and error.args[0].code() in _TOO_LARGE:
+        return RecordTooLarge(
+            f"Kafka producer refused {what} as too large: key + value + {RECORD_OVERHEAD_BYTES} "
+            f"bytes of record overhead must stay within {MESSAGE_MAX_BYTES} bytes ({error})"
+        )
+    return KafkaFailed(f"Kafka refused {what}: {error}")

@@ -23,7 +23,8 @@ from botocore.exceptions import (
 )
 
 from pipeline.config import Settings
-from pipeline.ingest.errors import ApiError, ErrorCode
+from pipeline.ingest.errors import ApiError, ErrorCode, invalid_records
+from pipeline.ingest.schemas import MAX_KINESIS_RECORD_BYTES, MAX_KINESIS_REQUEST_BYTES, RecordError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -50,6 +51,30 @@ def _summary(kinesis: KinesisClient, stream: str) -> Any:
     return kinesis.describe_stream_summary(StreamName=stream)
 
 
+def check_sizes(records: Sequence[tuple[bytes, str]]) -> None:
+    """Kinesis's size limits, checked before the call: 422 naming each record whose data +
+    partition key exceed 1 MiB, 413 for a PutRecords request over 5 MiB in all."""
+    sizes = [len(data) + len(key.encode()) for data, key in records]
+    errors = [
+        RecordError(
+            index=index,
+            reason=f"Data + PartitionKey are {size} bytes; a Kinesis record holds at most "
+            f"{MAX_KINESIS_RECORD_BYTES}",
+        )
+        for index, size in enumerate(sizes)
+        if size > MAX_KINESIS_RECORD_BYTES
+    ]
+    if errors:
+        raise invalid_records(errors, len(records))
+    if sum(sizes) > MAX_KINESIS_REQUEST_BYTES:
+        raise ApiError(
+            413,
+            ErrorCode.RECORD_TOO_LARGE,
+            f"Data + PartitionKeys of the request are {sum(sizes)} bytes; a PutRecords request "
+            f"holds at most {MAX_KINESIS_REQUEST_BYTES}: split it; nothing was written",
+        )
+
+
 class KinesisDelivery:
     def __init__(self, settings: Settings, timeout_s: float | None = None, threads: int = 8):
         self.settings = settings
@@ -69,7 +94,7 @@ class KinesisDelivery:
                     max_pool_connections=max(self._threads * 2, 10),
                 )
                 self._client = boto3.client(
-                    "kinesis", config=config, **self.settings.boto3_kwargs()
+                    "kinesis", config=config, **self.settings.boto3_kwargs("kinesis")
                 )
             return self._client
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -55,6 +56,12 @@ class Metrics:
             "Time the sink took to acknowledge a request's records",
             ["sink"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.in_flight = Gauge(
+            "pinpipe_api_sink_requests_in_flight",
+            "Requests currently using a sink (Kafka or Kinesis): at most --threads",
             registry=self.registry,
         )
 

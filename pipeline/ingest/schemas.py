@@ -13,6 +13,7 @@ guards types and ranges, and the cleaning stage decides what a value means.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any
 
 from pydantic import (
@@ -144,7 +145,7 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-def _kafka_models(table: str, row: type[_Row]) -> type[_Envelope]:
+def _kafka_models(table: str, row: type[_Row], max_records: int) -> type[_Envelope]:
     """`{"records": [{"value": row, "key"?, "partition"?}]}` for one table."""
     title = table.capitalize()
     record = create_model(
@@ -162,14 +163,22 @@ def _kafka_models(table: str, row: type[_Row]) -> type[_Envelope]:
         f"{title}ProduceRequest",
         __base__=_Envelope,
         __doc__=f"Kafka REST Proxy v2 produce request for the {table} topic.",
-        # No count limit: the body size limit bounds a request (REST Proxy has none either).
-        records=(list[record], Field(min_length=1)),  # type: ignore[valid-type]
+        # A count limit besides the body size: 5 MiB of small rows would be ~50k records,
+        # all held in memory and waited for by one request (and one thread).
+        records=(list[record], Field(min_length=1, max_length=max_records)),  # type: ignore[valid-type]
     )
 
 
-PRODUCE_REQUESTS: dict[str, type[_Envelope]] = {
-    table: _kafka_models(table, row) for table, row in ROW_MODELS.items()
-}
+DEFAULT_MAX_RECORDS = 1000  # Settings.api_max_records
+
+
+@cache
+def produce_requests(max_records: int = DEFAULT_MAX_RECORDS) -> dict[str, type[_Envelope]]:
+    """The produce request model of each table, taking at most `max_records` records."""
+    return {table: _kafka_models(table, row, max_records) for table, row in ROW_MODELS.items()}
+
+
+PRODUCE_REQUESTS: dict[str, type[_Envelope]] = produce_requests()
 
 
 class PartitionOffset(BaseModel):
@@ -189,7 +198,11 @@ class ProduceResponse(BaseModel):
 
 # -- Kinesis proxy (API Gateway conventions) ------------------------------------------------------
 
-MAX_KINESIS_RECORDS = 500  # PutRecords limit
+# Kinesis limits (AWS): 500 records per PutRecords; a record's data + partition key at most
+# 1 MiB; a PutRecords request's data + partition keys at most 5 MiB.
+MAX_KINESIS_RECORDS = 500
+MAX_KINESIS_RECORD_BYTES = 2**20
+MAX_KINESIS_REQUEST_BYTES = 5 * 2**20
 PartitionKey = Annotated[str, Field(min_length=1, max_length=256)]
 StreamName: Any = (
     str | None,

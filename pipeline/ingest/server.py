@@ -3,11 +3,19 @@
 One worker process keeps a single Kafka producer and exact in-process Prometheus metrics; the
 gthread worker's threads serve concurrent requests while each waits for its broker acks. The app
 is built in the worker (not preloaded), so librdkafka's threads start after the fork.
+
+`threads` requests may wait for the sinks at once; the worker runs OPS_THREADS more, so a stuck
+broker cannot starve /healthz, /readyz and /metrics (a request over the limit gets 503 at once).
+
+SIGTERM: gunicorn stops accepting and lets in-flight requests finish (each is bounded by
+api_timeout_s, for metadata and for delivery); the worker then flushes the producer for at most
+api_shutdown_flush_s, drops what is left, and exits.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 from typing import Any
@@ -18,6 +26,8 @@ from pipeline.config import Settings
 from pipeline.ingest.app import create_app, ingest_of
 
 log = logging.getLogger(__name__)
+
+OPS_THREADS = 2
 
 
 def _close_on_exit(_server: Any, worker: Any) -> None:
@@ -63,13 +73,19 @@ def serve(
     # A request may wait api_timeout_s for Kafka and as long again for metadata; the worker
     # must not be killed as "hung" before it answers 503.
     timeout = int(max(30, 4 * settings.api_timeout_s))
+    # On SIGTERM: in-flight requests (at most 2 x api_timeout_s each), then the bounded flush;
+    # the master kills the worker after this long.
+    graceful = math.ceil(2 * settings.api_timeout_s + settings.api_shutdown_flush_s + 5)
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": 1,
         "worker_class": "gthread",
-        "threads": threads,
+        "threads": threads + OPS_THREADS,
         "timeout": timeout,
-        "graceful_timeout": int(settings.api_timeout_s + 10),
+        "graceful_timeout": graceful,
+        # gunicorn's default control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl):
+        # a second API on the machine would take it over from the first.
+        "control_socket_disable": True,
         "keepalive": 5,
         "worker_exit": _close_on_exit,
         "accesslog": "-" if access_log else None,

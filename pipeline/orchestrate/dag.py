@@ -24,10 +24,18 @@ from pipeline.config.settings import PROJECT_ROOT
 from pipeline.orchestrate.landing import landed_topics
 
 DAG_ID = "pinpipe_batch"
-TASK_IDS: tuple[str, ...] = ("wait_for_landed_data", "run_batch_job", "check_data_quality")
+TASK_IDS: tuple[str, ...] = (
+    "wait_for_landed_data",
+    "run_batch_job",
+    "check_data_quality",
+    "write_report",
+)
 # Scripts run by the Spark jobs, relative to the project root (or `databricks_code_root`).
 BATCH_JOB = PurePosixPath("pipeline/transform/job.py")
 QUALITY_JOB = PurePosixPath("pipeline/orchestrate/quality.py")
+REPORT_JOB = PurePosixPath("pipeline/report/cli.py")
+# The run's day: runs triggered without a logical date (Airflow 3) take the day they were due.
+RUN_DATE = "{{ (logical_date or dag_run.run_after) | ds }}"
 # The local "cluster" is a setting (`spark_master`): the DAG defines this connection from it
 # unless the deployment defines one of the same id itself.
 SPARK_CONN_ID = "pinpipe_spark"
@@ -43,6 +51,9 @@ DOC_MD = """\
    commits changes, so a re-run over the same data changes nothing.
 3. **check_data_quality** — silver has rows and no null or duplicate `ind`; all nine gold tables
    exist and have rows. Any failed check fails the run (no retries: the data would not change).
+   Each run's results are kept in the lake (`quality/checks`, Delta) for the report's history.
+4. **write_report** — one self-contained HTML report (gold charts and tables, data quality with
+   history, pipeline counts) at `<lake>/reports/<run date>/index.html`; reads Delta without Spark.
 
 Spark jobs run with `spark-submit` locally and as Databricks runs on aws (`PINPIPE_BATCH_RUNNER`).
 """
@@ -100,6 +111,42 @@ def wait_for_landed_data(settings: Settings) -> Any:
         return PokeReturnValue(is_done=not empty, xcom_value=summary)
 
     return wait_for_landed_data()
+
+
+def report_arguments(settings: Settings) -> list[str]:
+    return ["--lake", settings.lake_uri, "--run-date", RUN_DATE]
+
+
+def write_report(settings: Settings) -> Any:
+    """The last task: the HTML report of the lake, into `<lake>/reports/<run date>/`.
+
+    It reads Delta with delta-rs, no Spark: locally a Python task in Airflow's worker. With the
+    Databricks runner (MWAA, which installs none of the pipeline's libraries) the same CLI file
+    runs on the cluster, like the two Spark jobs.
+    """
+    if settings.batch_runner == "databricks":
+        return _databricks_run(
+            settings, TASK_IDS[3], REPORT_JOB, report_arguments(settings), retries=1
+        )
+
+    @task(task_id=TASK_IDS[3], retries=1)
+    def write_report(**context: Any) -> str:
+        from pipeline.report.build import write_report as build_report
+
+        dag_run, instance = context["dag_run"], context["ti"]
+        # a run triggered without a logical date has none: its day is when it was due
+        when = context.get("logical_date") or dag_run.run_after
+        stages = {}
+        started, reached = getattr(dag_run, "start_date", None), instance.start_date
+        if started and reached:
+            stages["DAG run until the report (sensor, batch job, quality checks)"] = (
+                reached - started
+            ).total_seconds()
+        written = build_report(get_settings(), run_date=when.date(), stage_seconds=stages)
+        log.info("report written to %s", written)
+        return written
+
+    return write_report()
 
 
 def spark_job(

@@ -6,7 +6,9 @@
    acknowledged;
 4. wait until Kafka Connect has landed every acknowledged record in the S3 lake;
 5. trigger the daily DAG through Airflow's REST API and follow it task by task;
-6. print the nine gold tables and a closing line of counts.
+6. print the nine gold tables and a closing line of counts;
+7. write the HTML report (`pipeline.report`) with the ledger's counts and each step's time, and
+   print its path (the DAG's last task also wrote one into the lake).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, EmulationSummary, run_emulation
 from pipeline.source.feed import RECORDS_PER_ID, ensure_seeded
 
-STEPS = 6
+STEPS = 7
 FINISHED_TASK_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -46,6 +48,8 @@ class DemoReport:
     silver_rows: dict[str, int] = field(default_factory=dict)
     gold_rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    task_seconds: dict[str, float] = field(default_factory=dict)  # DAG task → duration
+    report_path: str = ""
 
 
 class _Steps:
@@ -134,19 +138,23 @@ def run_demo(settings: Settings, records: int = 3000, console: Console | None = 
     report.seconds["land"] = time.monotonic() - started
 
     started = steps.begin(f"Running the DAG {DAG_ID} on Airflow ({settings.airflow_url})")
-    report.dag_run_id = _run_dag(settings, steps)
+    report.dag_run_id = _run_dag(settings, steps, report.task_seconds)
     report.seconds["dag"] = time.monotonic() - started
 
     started = steps.begin("The nine gold tables")
     _print_results(settings, console, report)
     report.seconds["results"] = time.monotonic() - started
+
+    started = steps.begin("Writing the HTML report")
+    report.report_path = _write_report(settings, report, ledger_path)
+    steps.say(f"report: {report.report_path}", markup=False)
     total = time.monotonic() - steps.started
     console.print(
         f"[bold green]demo done in {int(total // 60)}m{int(total % 60):02d}s:[/] "
         f"{report.records_posted:,} records posted, {report.records_landed:,} landed; silver "
         + ", ".join(f"{table} {count:,}" for table, count in report.silver_rows.items())
         + f" rows; {len(report.gold_rows)} gold tables, {sum(report.gold_rows.values()):,} rows"
-        f" (DAG run {report.dag_run_id})"
+        f" (DAG run {report.dag_run_id}); report {report.report_path}"
     )
     console.print(
         "The stack keeps running: `make status` shows its URLs and the Airflow login, "
@@ -171,7 +179,22 @@ def _emulate(settings: Settings, draws: int, ledger_path: Path) -> EmulationSumm
         engine.dispose()
 
 
-def _run_dag(settings: Settings, steps: _Steps, timeout_s: float = 1800) -> str:
+def _write_report(settings: Settings, report: DemoReport, ledger: Path) -> str:
+    """The report of the demo's lake, with the ledger and every step's time, in the run folder."""
+    from pipeline.report.build import write_report
+
+    stages = {f"demo: {step}": seconds for step, seconds in report.seconds.items()}
+    stages |= {f"DAG task: {task}": seconds for task, seconds in report.task_seconds.items()}
+    out = ledger.parent / f"report-{datetime.now(UTC):%Y%m%dT%H%M%S}.html"
+    return write_report(settings, out=str(out), ledger=ledger, stage_seconds=stages)
+
+
+def _run_dag(
+    settings: Settings,
+    steps: _Steps,
+    task_seconds: dict[str, float] | None = None,
+    timeout_s: float = 1800,
+) -> str:
     login = airflow_login(settings)
     if login is None:
         raise DemoError(f"no Airflow login in {settings.airflow_home}: is airflow-api running?")
@@ -197,6 +220,8 @@ def _run_dag(settings: Settings, steps: _Steps, timeout_s: float = 1800) -> str:
                 seen[task] = state
                 duration = instance.get("duration")
                 took = f" ({duration:.0f}s)" if state in FINISHED_TASK_STATES and duration else ""
+                if task_seconds is not None and state in FINISHED_TASK_STATES and duration:
+                    task_seconds[task] = float(duration)
                 steps.say(f"{task}: {state}{took}")
         return client.dag_run(DAG_ID, run_id)["state"] in ("success", "failed")
 

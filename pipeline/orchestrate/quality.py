@@ -8,7 +8,9 @@ Runs unchanged as a Spark application, like the batch job:
     spark-submit pipeline/orchestrate/quality.py --lake s3a://pinpipe-lake/lake
     a Databricks Python task with this file and the same parameters
 
-and exits non-zero, naming every failed check, when any check fails.
+and exits non-zero, naming every failed check, when any check fails. Every run appends its
+results (check, threshold, measured value, pass/fail) to the Delta table `<lake>/quality/checks`
+first, so the HTML report (`pipeline.report`) can show the history of the checks.
 """
 
 from __future__ import annotations
@@ -20,20 +22,36 @@ if __package__ in (None, ""):
     # Started as a script (`spark-submit .../quality.py`): make the `pipeline` package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from pipeline.config import Settings, get_settings
+from pipeline.report.paths import quality_history_path
 from pipeline.spark_session import get_spark
 from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.lake import LakePaths, is_delta_table, read_delta
 
 SILVER_TABLES: tuple[str, ...] = ("pin", "geo", "user")
 SILVER_KEY = "ind"
+# One row per check per run: what the report reads back as the checks' history.
+HISTORY_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("run_at", TimestampType(), False),
+        StructField("table", StringType(), False),
+        StructField("check", StringType(), False),
+        StructField("threshold", StringType(), False),
+        StructField("measured", StringType(), False),
+        StructField("passed", BooleanType(), False),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,7 @@ class Check:
     name: str
     passed: bool
     found: str
+    threshold: str = ""  # what passing means, e.g. "> 0 rows"
 
     def __str__(self) -> str:
         return f"{'ok  ' if self.passed else 'FAIL'} {self.table}: {self.name} ({self.found})"
@@ -72,9 +91,15 @@ def silver_checks(table: str, df: DataFrame) -> list[Check]:
     rows, nulls, duplicates = (int(stats[c]) for c in ("rows", "null_ids", "duplicate_ids"))
     name = f"silver.{table}"
     return [
-        Check(name, "rows present", rows > 0, f"{rows} rows"),
-        Check(name, f"no null {SILVER_KEY}", nulls == 0, f"{nulls} null"),
-        Check(name, f"no duplicate {SILVER_KEY}", duplicates == 0, f"{duplicates} duplicated"),
+        Check(name, "rows present", rows > 0, f"{rows} rows", "> 0 rows"),
+        Check(name, f"no null {SILVER_KEY}", nulls == 0, f"{nulls} null", "0 null"),
+        Check(
+            name,
+            f"no duplicate {SILVER_KEY}",
+            duplicates == 0,
+            f"{duplicates} duplicated",
+            "0 duplicated",
+        ),
     ]
 
 
@@ -82,14 +107,20 @@ def gold_checks(query_id: str, df: DataFrame | None) -> list[Check]:
     """The table exists with the SPEC columns and holds rows (`df` None: no table)."""
     name = f"gold.{query_id}"
     if df is None:
-        return [Check(name, "table present", False, "no Delta table")]
+        return [Check(name, "table present", False, "no Delta table", "Delta table")]
     expected = QUERY_COLUMNS[query_id]
     missing = [column for column in expected if column not in df.columns]
     rows = df.count()
     return [
-        Check(name, "table present", True, "Delta table"),
-        Check(name, "SPEC columns", not missing, f"missing {missing}" if missing else "all"),
-        Check(name, "rows present", rows > 0, f"{rows} rows"),
+        Check(name, "table present", True, "Delta table", "Delta table"),
+        Check(
+            name,
+            "SPEC columns",
+            not missing,
+            f"missing {missing}" if missing else "all",
+            f"all of {', '.join(expected)}",
+        ),
+        Check(name, "rows present", rows > 0, f"{rows} rows", "> 0 rows"),
     ]
 
 
@@ -102,7 +133,9 @@ def check_lake(spark: SparkSession, lake_root: str) -> list[Check]:
         if is_delta_table(spark, path):
             checks += silver_checks(table, read_delta(spark, path))
         else:
-            checks.append(Check(f"silver.{table}", "table present", False, "no Delta table"))
+            checks.append(
+                Check(f"silver.{table}", "table present", False, "no Delta table", "Delta table")
+            )
     for query_id in QUERY_COLUMNS:
         path = paths.gold(query_id)
         result = read_delta(spark, path) if is_delta_table(spark, path) else None
@@ -110,13 +143,29 @@ def check_lake(spark: SparkSession, lake_root: str) -> list[Check]:
     return checks
 
 
+def record_history(
+    spark: SparkSession, lake_root: str, checks: list[Check], run_at: datetime | None = None
+) -> str:
+    """Append this run's results to `<lake>/quality/checks`; returns the run's id."""
+    run_at = run_at or datetime.now(UTC)
+    run_id = f"{run_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    rows = [(run_id, run_at, c.table, c.name, c.threshold, c.found, c.passed) for c in checks]
+    history = spark.createDataFrame(rows, HISTORY_SCHEMA)
+    history.write.format("delta").mode("append").save(quality_history_path(lake_root))
+    return run_id
+
+
 def run(lake_root: str | None = None, settings: Settings | None = None) -> list[Check]:
-    """Check the configured lake; raise `DataQualityError` naming every failed check."""
+    """Check the configured lake and record the results in it; raise `DataQualityError`
+    naming every failed check."""
     settings = settings or get_settings()
     lake = lake_root or settings.lake_uri
-    checks = check_lake(get_spark("pinpipe-quality", settings), lake)
+    spark = get_spark("pinpipe-quality", settings)
+    checks = check_lake(spark, lake)
     for check in checks:
         print(check, flush=True)
+    # Failed runs too: the report's history shows when a check started failing.
+    record_history(spark, lake, checks)
     failed = [check for check in checks if not check.passed]
     if failed:
         raise DataQualityError(failed)

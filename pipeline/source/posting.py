@@ -1,8 +1,11 @@
 """The wire formats of SPEC §2: building API requests and reading their answers.
 
-Batch layer (Kafka REST Proxy v2): `POST /topics/{topic}`, `{"records": [{"value": row}, ...]}`,
-answered by one offset entry per record. Stream layer (API Gateway's Kinesis proxy):
-`PUT /streams/{stream}/record` with `{"StreamName", "Data", "PartitionKey"}` for one record, or
+Batch layer (Kafka REST Proxy v2): `POST /topics/{topic}`,
+`{"records": [{"key": "<id>", "value": row}, ...]}`, answered by one offset entry per record.
+Records are keyed by their row id in both layers, so one id keeps to one Kafka partition and one
+Kinesis shard, where offset / sequence number order is arrival order ("latest arrival wins").
+Stream layer (API Gateway's Kinesis proxy): `PUT /streams/{stream}/record` with
+`{"StreamName", "Data", "PartitionKey"}` for one record, or
 `PUT /streams/{stream}/records` with `{"StreamName", "Records": [...]}` (PutRecords) for several.
 Pure functions, no I/O: the emulator sends what these build.
 """
@@ -102,7 +105,9 @@ def build_request(
     if mode == "batch":
         method, url = "POST", f"{base}/topics/{name}"
         headers |= {"Content-Type": KAFKA_JSON, "Accept": KAFKA_ACCEPT}
-        body = {"records": [{"value": record.value} for record in records]}
+        body = {
+            "records": [{"key": partition_key(record), "value": record.value} for record in records]
+        }
     elif len(records) == 1:
         method, url = "PUT", f"{base}/streams/{name}/record"
         headers |= {"Content-Type": JSON, "Accept": JSON}
@@ -133,7 +138,7 @@ def build_request(
 
 
 def partition_key(record: Record) -> str:
-    """The row id: the three rows of an id stay in order within their shard."""
+    """The row id: an id's records stay in order within one Kafka partition / Kinesis shard."""
     return str(record.row_id)
 
 

@@ -22,7 +22,7 @@ def _say(message: str) -> None:
 
 
 def up() -> None:
-    """Start the local stack (broker, Connect, S3/Kinesis emulator, ...) and provision it."""
+    """Start the local stack (S3 and Kinesis servers, broker, Connect, ...) and provision it."""
     settings = get_settings()
     started = time.monotonic()
     try:

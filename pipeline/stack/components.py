@@ -7,14 +7,26 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import requests
 from pydantic import SecretStr
 
 from pipeline.config import Settings
 from pipeline.stack.configs import write_configs
-from pipeline.stack.jvm import check_jvm, kafka_classpath
+from pipeline.stack.jvm import StackError, check_jvm, kafka_classpath
+from pipeline.stack.servers import (
+    CHECKSUM_ENVIRONMENT,
+    LOGBACK,
+    S3PROXY_MAIN,
+    kinesis_data_dir,
+    kinesis_environment,
+    kinesis_mock_main,
+    kinesis_ready,
+    node_binary,
+    s3_ready,
+    s3proxy_classpath,
+    write_s3proxy_config,
+)
 
 ReadyProbe = Callable[[Settings], bool]
 
@@ -25,6 +37,9 @@ class Component:
 
     `after_provision` components (workloads such as the emulator feed or the streaming job)
     start only once the bucket, topics, streams and connector exist.
+
+    `down` stops components in reverse start order with `stop_signal`, and allows each
+    `stop_timeout_s` to exit before supervisord sends SIGKILL (a fault, not the normal way).
     """
 
     name: str
@@ -35,6 +50,8 @@ class Component:
     environment: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 90.0
     after_provision: bool = False
+    stop_signal: str = "TERM"
+    stop_timeout_s: float = 20.0
 
 
 def pipeline_environment(settings: Settings) -> dict[str, str]:
@@ -51,8 +68,14 @@ def pipeline_environment(settings: Settings) -> dict[str, str]:
         if value is not None and not isinstance(value, list | dict | SecretStr)
     }
     environment["AWS_REGION"] = settings.aws_region
-    if settings.aws_endpoint_url:
-        environment["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    # the SDKs' own names, so any AWS client in a workload finds each server by itself
+    for variable, endpoint in (
+        ("AWS_ENDPOINT_URL", settings.aws_endpoint_url),
+        ("AWS_ENDPOINT_URL_S3", settings.endpoint_url("s3")),
+        ("AWS_ENDPOINT_URL_KINESIS", settings.endpoint_url("kinesis")),
+    ):
+        if endpoint:
+            environment[variable] = endpoint
     return environment
 
 
@@ -67,10 +90,6 @@ def _http_ok(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
-
-
-def emulator_ready(settings: Settings) -> bool:
-    return bool(settings.aws_endpoint_url) and _http_ok(f"{settings.aws_endpoint_url}/moto-api/")
 
 
 def kafka_ready(settings: Settings) -> bool:
@@ -108,27 +127,56 @@ def _java_opts(settings: Settings, heap: str, log4j2: Path) -> list[str]:
     ]
 
 
+def storage_components(settings: Settings, java: str, log4j2: Path) -> list[Component]:
+    """S3 (S3Proxy) and Kinesis (kinesis-mock), their state in the run folder's data dir."""
+    s3proxy_jars = settings.jvm_dir / "s3proxy"
+    if not any(s3proxy_jars.glob("s3proxy-*.jar")):
+        raise StackError(f"S3Proxy jars missing in {s3proxy_jars}: run `make setup`")
+    node = node_binary()
+    if node is None:
+        raise StackError("node not found: install Node.js (e.g. `apt-get install nodejs npm`)")
+    kinesis_main = kinesis_mock_main(settings)
+    if not kinesis_main.is_file():
+        raise StackError(f"kinesis-mock missing ({kinesis_main}): run `make setup`")
+    kinesis_data = kinesis_data_dir(settings)
+    kinesis_data.mkdir(parents=True, exist_ok=True)
+    return [
+        Component(
+            name="s3",
+            command=[
+                java,
+                *_java_opts(settings, settings.s3_heap, log4j2),
+                f"-Dlogback.configurationFile={LOGBACK}",
+                "-cp",
+                s3proxy_classpath(settings),
+                S3PROXY_MAIN,
+                "--properties",
+                str(write_s3proxy_config(settings)),
+            ],
+            ports=[settings.s3_port],
+            url=settings.endpoint_url("s3") or "",
+            ready=s3_ready,
+            ready_timeout_s=90,
+        ),
+        Component(
+            name="kinesis",
+            command=[node, str(kinesis_main)],
+            ports=[settings.kinesis_port, settings.kinesis_tls_port],
+            url=settings.endpoint_url("kinesis") or "",
+            ready=kinesis_ready,
+            environment=kinesis_environment(settings, kinesis_data),
+            ready_timeout_s=60,
+        ),
+    ]
+
+
 def core_components(settings: Settings) -> list[Component]:
-    """Emulator, broker and Connect worker, in the order they must start."""
+    """S3 and Kinesis servers, broker and Connect worker, in the order they must start."""
     java = check_jvm(settings)
     conf = write_configs(settings)
     classpath = kafka_classpath(settings)
-    endpoint = urlparse(settings.aws_endpoint_url or "http://127.0.0.1:4566")
     return [
-        Component(
-            name="s3-kinesis",
-            command=[
-                _bin("moto_server"),
-                "-H",
-                endpoint.hostname or "127.0.0.1",
-                "-p",
-                str(settings.emulator_port),
-            ],
-            ports=[settings.emulator_port],
-            url=settings.aws_endpoint_url or "",
-            ready=emulator_ready,
-            ready_timeout_s=60,
-        ),
+        *storage_components(settings, java, conf["log4j2"]),
         Component(
             name="kafka",
             command=[
@@ -156,6 +204,8 @@ def core_components(settings: Settings) -> list[Component]:
             ports=[settings.connect_port],
             url=settings.connect_url,
             ready=connect_ready,
+            # the S3 sink's AWS SDK: checksums only where S3 requires them (see servers.py)
+            environment=dict(CHECKSUM_ENVIRONMENT),
             ready_timeout_s=180,
         ),
     ]

@@ -81,6 +81,9 @@ def connect_properties(settings: Settings) -> str:
             "listeners": f"http://127.0.0.1:{settings.connect_port}",
             "plugin.path": plugin_path(settings),
             "plugin.discovery": "hybrid_warn",
+            # lets the S3 sink read read_committed (consumer.override.isolation.level), as the
+            # MSK Connect worker configuration does (deploy/cloudformation/connect.yaml)
+            "connector.client.config.override.policy": "All",
         }
     )
 

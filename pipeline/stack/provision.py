@@ -13,7 +13,7 @@ from pipeline.config import Settings
 
 
 def ensure_bucket(settings: Settings) -> None:
-    s3 = boto3.client("s3", **settings.boto3_kwargs())
+    s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
     try:
         s3.head_bucket(Bucket=settings.lake_bucket)
     except ClientError:
@@ -47,7 +47,7 @@ def ensure_topics(settings: Settings, extra: list[str] | None = None) -> list[st
 
 def ensure_streams(settings: Settings, timeout_s: float = 30) -> list[str]:
     """Create the three Kinesis streams and wait until they are ACTIVE."""
-    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
     existing = set(kinesis.list_streams()["StreamNames"])
     missing = [name for name in settings.streams.values() if name not in existing]
     for name in missing:

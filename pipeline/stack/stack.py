@@ -125,14 +125,33 @@ def _start_in_order(
         on_event(f"{component.name}: ready ({seconds:.1f}s) {component.url}")
 
 
+def stop_order(started: list[str], known: list[str]) -> list[str]:
+    """The reverse of the start order: producers (feeds, API, workloads) stop before what they
+    write to (Connect, the broker), storage servers last. Programs supervisord knows that are
+    not in `started` (none, normally) stop first."""
+    extra = [name for name in known if name not in started]
+    return [*extra, *reversed(started)]
+
+
 def down(settings: Settings, on_event: Callable[[str], None] = print) -> None:
-    """Stop everything this run folder's supervisord started, and nothing else."""
+    """Stop everything this run folder's supervisord started, and nothing else: one component at
+    a time in reverse start order, each by its stop signal, then supervisord itself."""
     supervisor = Supervisor(settings)
     if supervisor.pid() is None:
         on_event("stack is not running")
         return
+    started = time.monotonic()
+    if supervisor.running():
+        # the running configuration's order, not today's settings': a component disabled since
+        # `up` (or renamed) still stops in its place
+        for name in stop_order(supervisor.programs(), list(supervisor.info())):
+            stopping = time.monotonic()
+            if not supervisor.stop(name):
+                continue
+            outcome = supervisor.stop_outcome(name) or "stopped"
+            on_event(f"{name}: stopped ({time.monotonic() - stopping:.1f}s, {outcome})")
     supervisor.shutdown()
-    on_event("stack stopped")
+    on_event(f"stack stopped in {time.monotonic() - started:.1f}s")
 
 
 def _rss_mb(pid: int | None) -> float:

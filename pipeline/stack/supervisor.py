@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -72,7 +74,8 @@ class Supervisor:
                 "autorestart=true",
                 "startsecs=3",
                 "startretries=3",
-                "stopwaitsecs=30",
+                f"stopsignal={component.stop_signal}",
+                f"stopwaitsecs={math.ceil(component.stop_timeout_s)}",
                 # stop the whole process group: some components (Airflow) fork children
                 "stopasgroup=true",
                 "killasgroup=true",
@@ -150,6 +153,15 @@ class Supervisor:
         self.socket_path.unlink(missing_ok=True)
 
     # -- programs ----------------------------------------------------------------------------
+    def programs(self) -> list[str]:
+        """The programs of the running configuration, in the order they were written: the
+        order `up` starts them."""
+        try:
+            text = self.conf_path.read_text()
+        except FileNotFoundError:
+            return []
+        return re.findall(r"^\[program:(.+)\]$", text, flags=re.MULTILINE)
+
     def info(self) -> dict[str, dict[str, Any]]:
         if not self.running():
             return {}
@@ -162,12 +174,27 @@ class Supervisor:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise
 
-    def stop(self, name: str) -> None:
+    def stop(self, name: str) -> bool:
+        """Stop one program gracefully (its stopsignal to the whole process group; SIGKILL only
+        after its stopwaitsecs) and wait for it; False if it was not running."""
         try:
             self.rpc().stopProcess(name, True)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
+            return False
+        return True
+
+    def stop_outcome(self, name: str) -> str | None:
+        """How supervisord last saw `name` end, from its log: `exit status 0`, `terminated by
+        SIGTERM`, `terminated by SIGKILL`, ... (None if it never logged a stop)."""
+        log = self.settings.logs_dir / "supervisord.log"
+        if not log.exists():
+            return None
+        found = re.findall(
+            rf"stopped: {re.escape(name)} \(([^)]*)\)", log.read_text(errors="replace")
+        )
+        return found[-1] if found else None
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         path: Path = self.settings.logs_dir / f"{name}.log"

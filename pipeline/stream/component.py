@@ -63,6 +63,9 @@ def stream_components(settings: Settings) -> list[Component]:
             environment=environment,
             # a JVM, Delta and three queries to start on a small, busy machine
             ready_timeout_s=300,
+            # a micro-batch in flight finishes its commit before the JVM exits; under load one
+            # can take longer than the default allowance
+            stop_timeout_s=60,
             # it reads the streams and writes to the lake bucket: both must exist first
             after_provision=True,
         )

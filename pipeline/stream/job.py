@@ -6,18 +6,21 @@ functions (`pipeline.transform.silver`, imported, not copied) and MERGEd into it
 
 Layout under the lake root (`--lake`, default `Settings.lake_uri`), for prefix P:
 
-    stream/P_pin_table, stream/P_geo_table, stream/P_user_table   SPEC §3 columns, one row per ind
+    stream/P_pin_table, stream/P_geo_table, stream/P_user_table   SPEC §3 columns, one row per ind,
+                                       and `_arrival_order`: the row's Kinesis sequence number
     stream/P_rejected                  unreadable records: source, reason, record (the Kinesis
                                        data as text) and where it came from; partitioned by source
     _checkpoints/stream/P_<table>_table                        one checkpoint per query
 
 Exactly once, with no streaming state: the tables themselves remember what was written.
 
-- duplicates of an `ind` within a micro-batch collapse to the first to arrive;
-- across micro-batches an insert-only MERGE on `ind` adds only rows whose `ind` is new, so the
-  tables only ever grow (downstream readers can stream from them) and the first arrival wins;
-- a batch replayed after a crash re-inserts nothing: rows by `ind`, rejected records by
-  (stream, shard, sequence number).
+- repeated ids follow SPEC §3, the batch job's rule (`pipeline.transform.silver.latest_arrival`):
+  the latest arrival wins. One id keeps to one shard (records are keyed by id), where
+  the sequence number is arrival order. Within a micro-batch the greatest sequence number is
+  kept; across micro-batches the MERGE on `ind` inserts a new id and updates a held one only
+  when the incoming sequence number is greater than the one stored with the row;
+- a batch replayed after a crash changes nothing: rows by `ind` and sequence number, rejected
+  records by (stream, shard, sequence number).
 
 Runs unchanged three ways, the session and every endpoint coming from config:
 
@@ -48,7 +51,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.listener import (
     QueryIdleEvent,
@@ -65,9 +68,11 @@ from pipeline.spark_session import get_spark
 from pipeline.stream.kinesis_source import ensure_kinesis_source
 from pipeline.transform.schemas import SILVER_SCHEMAS, SOURCE_SCHEMAS
 from pipeline.transform.silver import (
+    ARRIVAL_ORDER,
     CLEANERS,
     REJECTED_COLUMNS,
-    latest_per_key,
+    is_later_arrival,
+    latest_arrival,
     parse_json_column,
     split_rejected,
 )
@@ -140,29 +145,25 @@ def decode_records(raw: DataFrame, table: str) -> DataFrame:
     return parse_json_column(records, "value", SOURCE_SCHEMAS[table])
 
 
-def arrival_order() -> list[Column]:
-    """First to arrive first: arrival time, then position in the shard (numeric order)."""
-    return [
-        F.col(ARRIVAL).asc_nulls_last(),
-        F.col(SHARD).asc(),
-        F.length(SEQUENCE).asc(),
-        F.col(SEQUENCE).asc(),
-    ]
+def stream_table_schema(table: str) -> StructType:
+    """A stream table: the SPEC §3 columns, then the row's arrival order (sequence number)."""
+    return StructType([*SILVER_SCHEMAS[table].fields, StructField(ARRIVAL_ORDER, StringType())])
 
 
 def split_batch(raw: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
-    """One micro-batch of Kinesis rows → (clean rows in SPEC §3 columns, one per `ind`, the
-    first to arrive; rejected records with a reason and the record's data as text)."""
+    """One micro-batch of Kinesis rows → (clean rows in SPEC §3 columns plus `_arrival_order`,
+    one per `ind`, the latest to arrive; rejected records with a reason and the data as text)."""
     good, rejected = split_rejected(decode_records(raw, table), table)
-    cleaned = CLEANERS[table](good)
-    first = latest_per_key(cleaned, "ind", arrival_order())
+    cleaned = CLEANERS[table](good.withColumn(ARRIVAL_ORDER, F.col(SEQUENCE)))
+    # ties (one record read twice) cannot differ in content; the shard keeps the choice stable
+    latest = latest_arrival(cleaned, "ind", [F.col(SHARD).desc()])
     rejected_rows = rejected.select(
         *(F.col(name) for name in REJECTED_COLUMNS if name != "record"),
         # The data exactly as it came, even when it parsed as something other than an object.
         F.coalesce(F.col(RAW), F.col("record")).alias("record"),
         *(F.col(name) for name in (STREAM, SHARD, SEQUENCE, ARRIVAL)),
     ).select(*REJECTED_SCHEMA.fieldNames())
-    return first.select(*SILVER_SCHEMAS[table].fieldNames()), rejected_rows
+    return latest.select(*stream_table_schema(table).fieldNames()), rejected_rows
 
 
 # -- Delta writes ----------------------------------------------------------------------------------
@@ -191,9 +192,15 @@ def ensure_tables(spark: SparkSession, paths: StreamPaths) -> None:
         (
             DeltaTable.createIfNotExists(spark)
             .location(paths.table(table))
-            .addColumns(SILVER_SCHEMAS[table])
+            .addColumns(stream_table_schema(table))
             .execute()
         )
+        # a table written before rows carried their arrival order gains the column (nulls,
+        # which any later arrival overtakes)
+        if ARRIVAL_ORDER not in spark.read.format("delta").load(paths.table(table)).columns:
+            spark.sql(
+                f"ALTER TABLE delta.`{paths.table(table)}` ADD COLUMNS ({ARRIVAL_ORDER} STRING)"
+            )
     (
         DeltaTable.createIfNotExists(spark)
         .location(paths.rejected)
@@ -204,14 +211,16 @@ def ensure_tables(spark: SparkSession, paths: StreamPaths) -> None:
 
 
 @_retry_conflicts
-def insert_new_rows(spark: SparkSession, rows: DataFrame, path: str) -> None:
-    """Insert the rows whose `ind` the table does not hold yet (insert-only MERGE)."""
+def merge_rows(spark: SparkSession, rows: DataFrame, path: str) -> None:
+    """Insert rows of new ids; replace a held row only by a later arrival of its id (SPEC §3)."""
     from delta.tables import DeltaTable
 
+    later = is_later_arrival(F.col(f"source.{ARRIVAL_ORDER}"), F.col(f"target.{ARRIVAL_ORDER}"))
     (
         DeltaTable.forPath(spark, path)
         .alias("target")
         .merge(rows.alias("source"), "target.ind = source.ind")
+        .whenMatchedUpdateAll(condition=later)
         .whenNotMatchedInsertAll()
         .execute()
     )
@@ -248,7 +257,7 @@ class BatchWriter:
         records = batch.persist()
         try:
             rows, rejected = split_batch(records, self.table)
-            insert_new_rows(spark, rows, self.paths.table(self.table))
+            merge_rows(spark, rows, self.paths.table(self.table))
             if not rejected.isEmpty():
                 insert_new_rejected(spark, rejected, self.paths.rejected, self.table)
         finally:
@@ -265,8 +274,9 @@ def kinesis_options(settings: Settings, stream_name: str, initial_position: str)
         "initialPosition": initial_position,
         "region": settings.aws_region,
     }
-    if settings.aws_endpoint_url:
-        options["endpoint"] = settings.aws_endpoint_url
+    endpoint = settings.endpoint_url("kinesis")
+    if endpoint:
+        options["endpoint"] = endpoint
     if settings.aws_access_key_id and settings.aws_secret_access_key:
         options["awsAccessKey"] = settings.aws_access_key_id
         options["awsSecretKey"] = settings.aws_secret_access_key.get_secret_value()
@@ -362,7 +372,7 @@ def _missing_inputs(settings: Settings, streams: Mapping[str, str], lake_root: s
     from botocore.exceptions import BotoCoreError, ClientError
 
     missing = []
-    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
     for stream in streams.values():
         status: str
         try:
@@ -376,7 +386,7 @@ def _missing_inputs(settings: Settings, streams: Mapping[str, str], lake_root: s
     if scheme in ("s3", "s3a"):
         bucket = rest.split("/", 1)[0]
         try:
-            boto3.client("s3", **settings.boto3_kwargs()).head_bucket(Bucket=bucket)
+            boto3.client("s3", **settings.boto3_kwargs("s3")).head_bucket(Bucket=bucket)
         except (BotoCoreError, ClientError):
             missing.append(f"bucket {bucket}")
     return missing

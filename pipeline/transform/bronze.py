@@ -29,8 +29,11 @@ SOURCE_FILE = "_source_file"
 SOURCE_SIZE = "_source_size"
 SOURCE_MODIFIED = "_source_modified"
 INGESTED_AT = "_ingested_at"
+# The line's number within its object (0-based): with the object's start offset, its Kafka offset.
+SOURCE_LINE = "_source_line"
 LINEAGE_FIELDS = (
     StructField(SOURCE_FILE, StringType()),
+    StructField(SOURCE_LINE, LongType()),
     StructField(SOURCE_SIZE, LongType()),
     StructField(SOURCE_MODIFIED, TimestampType()),
     StructField(INGESTED_AT, TimestampType()),
@@ -49,12 +52,28 @@ def bronze_schema(source_schema: StructType) -> StructType:
 
 
 def with_lineage(landed: DataFrame) -> DataFrame:
-    """Add the source object's path, size and modification time, and the ingestion time."""
-    return landed.select(
+    """Add the source object's path, each line's number in it, the object's size and
+    modification time, and the ingestion time."""
+    from pyspark.sql.window import Window
+
+    # The reader yields a split's lines in order, so this id grows with the line within a split;
+    # splits of one object are ordered by their start. Lines skipped as blank are not counted.
+    read_order = F.monotonically_increasing_id()
+    positioned = landed.select(
         "*",
         F.col("_metadata.file_path").alias(SOURCE_FILE),
         F.col("_metadata.file_size").alias(SOURCE_SIZE),
         F.col("_metadata.file_modification_time").alias(SOURCE_MODIFIED),
+        F.col("_metadata.file_block_start").alias("_block_start"),
+        read_order.alias("_read_order"),
+    )
+    in_object = Window.partitionBy(SOURCE_FILE).orderBy("_block_start", "_read_order")
+    return positioned.select(
+        *landed.columns,
+        F.col(SOURCE_FILE),
+        (F.row_number().over(in_object) - 1).cast("bigint").alias(SOURCE_LINE),
+        F.col(SOURCE_SIZE),
+        F.col(SOURCE_MODIFIED),
         F.current_timestamp().alias(INGESTED_AT),
     )
 

@@ -80,7 +80,8 @@ def append_absent(spark: SparkSession, df: DataFrame, path: str, key: Sequence[s
     try:
         count = new_rows.count()
         if count:
-            new_rows.write.format("delta").mode("append").save(path)
+            # mergeSchema: a table written before a lineage column was added gains it
+            new_rows.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
     finally:
         new_rows.unpersist()
     return count

@@ -6,7 +6,9 @@ The steps are separate so batch and streaming can share them:
    the corrupt-record column;
 2. `split_rejected` sets aside rows that cannot be read, each with a reason;
 3. `clean_pin` / `clean_geo` / `clean_user` clean one row at a time (no shuffle, stream-safe);
-4. `latest_per_key` collapses duplicates of an `ind` (batch; a stream does it in its MERGE).
+4. `latest_arrival` keeps the latest arrival of an `ind` (SPEC §3), the one rule of both layers:
+   the batch job over bronze, the stream job within a micro-batch and, with
+   `is_later_arrival`, in its MERGE.
 
 `bronze_to_silver` chains 2-4 for the batch job. Extra columns whose names start with `_`
 (lineage such as `_source_file`, `_ingested_at`) pass through steps 2 and 3 untouched.
@@ -20,6 +22,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType, StructType
 
+from pipeline.transform.bronze import INGESTED_AT, SOURCE_FILE, SOURCE_LINE, SOURCE_MODIFIED
 from pipeline.transform.schemas import (
     CORRUPT_RECORD,
     SILVER_SCHEMAS,
@@ -231,28 +234,67 @@ def split_rejected(df: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
 # -- duplicates -----------------------------------------------------------------------------------
 
 
-def latest_per_key(df: DataFrame, key: str, order_by: Sequence[Column]) -> DataFrame:
-    """One row per `key`: the first by `order_by`, then by a hash of the content, so that re-runs
-    pick the same row even among rows that tie on `order_by`."""
+# SPEC §3: when one `ind` arrives more than once, the latest arrival wins, in both layers. With
+# records keyed by id, one id keeps to one Kafka partition and one Kinesis shard, where the
+# record's position is arrival order: its offset (batch) or sequence number (stream). Each layer
+# puts that position in ARRIVAL_ORDER, as decimal digits (sequence numbers exceed 64 bits).
+ARRIVAL_ORDER = "_arrival_order"
+
+
+def arrival_sort_keys(order: Column) -> list[Column]:
+    """Sort keys putting decimal digit strings (no leading zeros) in numeric order, latest first."""
+    return [F.length(order).desc_nulls_last(), order.desc_nulls_last()]
+
+
+def is_later_arrival(new: Column, old: Column) -> Column:
+    """True when position `new` came after `old` (numeric order of decimal digit strings); a row
+    without a known position is overtaken by any later arrival that has one."""
+    return (
+        old.isNull()
+        | (F.length(new) > F.length(old))
+        | ((F.length(new) == F.length(old)) & (new > old))
+    )
+
+
+def latest_arrival(df: DataFrame, key: str = "ind", tie_break: Sequence[Column] = ()) -> DataFrame:
+    """The rule for repeated ids, shared by the batch and the stream job: one row per `key`, the
+    one with the greatest `ARRIVAL_ORDER`. Rows tying on it are one record read twice (a replay,
+    a rewritten object): `tie_break`, then a hash of the content, picks the same one every run."""
     from pyspark.sql.window import Window
 
     content = F.xxhash64(*[F.col(name) for name in df.columns])
-    window = Window.partitionBy(key).orderBy(*order_by, content.desc())
+    order = [*arrival_sort_keys(F.col(ARRIVAL_ORDER)), *tie_break, content.desc()]
+    window = Window.partitionBy(key).orderBy(*order)
     return df.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").drop("_rank")
+
+
+# Landed object names end with the offset of their first record (`<topic>+<p>+<offset>.json`).
+_START_OFFSET = r"\+(\d+)\.json$"
+
+
+def landed_offset(source_file: Column, line: Column) -> Column:
+    """The Kafka offset of a landed line: its object's start offset plus its line number (the S3
+    sink writes one record per line, in offset order); null for a name without an offset."""
+    start = F.regexp_extract(source_file, _START_OFFSET, 1)
+    offset = F.when(start != "", start.cast("bigint") + F.coalesce(line, F.lit(0)))
+    return offset.cast("string")
 
 
 def bronze_to_silver(bronze: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
     """Bronze rows of one table → (silver rows, one per `ind`, in SPEC order; rejected rows).
 
-    Among duplicates of an `ind` the most recently ingested wins, then the latest version of the
-    latest source object.
+    Among duplicates of an `ind` the latest arrival wins (`latest_arrival`: the greatest Kafka
+    offset); copies of one record (a rewritten object) prefer the newest object version.
     """
     good, rejected = split_rejected(bronze, table)
-    cleaned = CLEANERS[table](good)
-    order_by = [
+    line = F.col(SOURCE_LINE) if SOURCE_LINE in good.columns else F.lit(None)
+    cleaned = CLEANERS[table](
+        good.withColumn(ARRIVAL_ORDER, landed_offset(F.col(SOURCE_FILE), line))
+    )
+    tie_break = [
         F.col(name).desc_nulls_last()
-        for name in ("_ingested_at", "_source_modified", "_source_file")
+        for name in (SOURCE_MODIFIED, INGESTED_AT)
         if name in cleaned.columns
     ]
-    deduplicated = latest_per_key(cleaned, "ind", order_by)
+    deduplicated = latest_arrival(cleaned, "ind", tie_break)
     return deduplicated.select(*SILVER_SCHEMAS[table].fieldNames()), rejected

@@ -39,7 +39,8 @@ PORT_OFFSET = int(os.environ.get("PINPIPE_COMPOSE_TEST_PORT_OFFSET", "20000"))
 PORTS = {
     "PINPIPE_KAFKA_PORT": 9092,
     "PINPIPE_CONNECT_PORT": 8083,
-    "PINPIPE_EMULATOR_PORT": 4566,
+    "PINPIPE_S3_PORT": 4566,
+    "PINPIPE_KINESIS_PORT": 4568,
     "PINPIPE_API_PORT": 8000,
     "PINPIPE_AIRFLOW_PORT": 8080,
 }
@@ -47,14 +48,14 @@ FLUSH_INTERVAL_MS = 5000
 # The long-running services brought up; their one-shot init services (provision,
 # register-connector, seed) run as their dependencies.
 SERVICES = [
-    *("s3", "kafka", "connect", "api", "spark-stream"),
+    *("s3", "kinesis", "kafka", "connect", "api", "spark-stream"),
     *("airflow", "airflow-scheduler", "airflow-dag-processor"),
 ]
 LEFT_OUT = {
     "kafka-ui": "profile `ui`: its upstream image (ghcr.io/kafbat/kafka-ui) can be neither pulled"
     " nor rebuilt from Debian packages here",
-    "localstack": "profile `localstack`: its upstream image cannot be pulled here; moto server"
-    " (service s3) is the default emulator",
+    "localstack": "profile `localstack`: its upstream image cannot be pulled here; S3Proxy and"
+    " kinesis-mock (services s3, kinesis) are the default S3 and Kinesis servers",
     "emulator-batch, emulator-stream": "not as endless feeds: the tests run these services as"
     " one-shots posting a counted number of records",
 }
@@ -152,7 +153,8 @@ def compose_stack() -> Iterator[ComposeStack]:
         run_dir=folder / "run",
         kafka_port=ports["PINPIPE_KAFKA_PORT"],
         connect_port=ports["PINPIPE_CONNECT_PORT"],
-        emulator_port=ports["PINPIPE_EMULATOR_PORT"],
+        s3_port=ports["PINPIPE_S3_PORT"],
+        kinesis_port=ports["PINPIPE_KINESIS_PORT"],
         api_port=ports["PINPIPE_API_PORT"],
         airflow_port=ports["PINPIPE_AIRFLOW_PORT"],
         topic_prefix="pinpipe",

@@ -29,6 +29,7 @@ from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, run_emulation
 from pipeline.source.loader import seed_database
 from pipeline.spark_session import get_spark
+from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import TABLES, read_gold, run_batch
 from pipeline.transform.lake import LakePaths, read_delta
 
@@ -138,6 +139,7 @@ def dag_run(ledger: list[dict[str, Any]], dag_environment: DagEnvironment) -> Se
         "wait_for_landed_data": "success",
         "run_batch_job": "success",
         "check_data_quality": "success",
+        "write_report": "success",
     }
     # the comparison below is only meaningful if nothing landed meanwhile
     assert landed_topics(settings) == landed_before, "records landed during the DAG run"
@@ -152,6 +154,22 @@ def test_the_dag_computes_what_the_batch_job_computes_on_the_same_landed_data(
     from_dag = read_gold(spark, dag_run.lake_uri)
     assert len(from_dag) == 9 and all(from_dag.values())
     assert from_dag == read_gold(spark, direct_lake)
+
+
+def test_the_dag_writes_its_report_into_the_lake(dag_run: Settings) -> None:
+    """The last task: `<lake>/reports/<run date>/index.html`, every query in it, no network."""
+    s3 = boto3.client("s3", **dag_run.boto3_kwargs("s3"))
+    prefix = dag_run.lake_uri.split(f"{dag_run.lake_bucket}/", 1)[1] + "/reports/"
+    listed = s3.list_objects_v2(Bucket=dag_run.lake_bucket, Prefix=prefix).get("Contents", [])
+    keys = [item["Key"] for item in listed]
+    assert len(keys) == 1 and keys[0].endswith("/index.html"), keys
+    run_date = keys[0][len(prefix) :].split("/")[0]
+    assert len(run_date) == 10 and run_date[4] == run_date[7] == "-", run_date
+    page = s3.get_object(Bucket=dag_run.lake_bucket, Key=keys[0])
+    assert page["ContentType"].startswith("text/html")
+    html = page["Body"].read().decode("utf-8")
+    assert all(f'data-query-id="{query_id}"' in html for query_id in QUERY_COLUMNS)
+    assert "<script src=" not in html and "<link" not in html  # self-contained
 
 
 def test_no_acknowledged_record_is_missing_from_silver(
@@ -172,7 +190,7 @@ def test_a_failing_quality_check_fails_the_dag_run(
 ) -> None:
     """A copy of the DAG's lake with one silver row duplicated: the checks must fail the run."""
     broken = "broken-lake"
-    s3 = boto3.client("s3", **dag_run.boto3_kwargs())
+    s3 = boto3.client("s3", **dag_run.boto3_kwargs("s3"))
     source_prefix = dag_run.lake_uri.split(f"{dag_run.lake_bucket}/", 1)[1] + "/"
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=dag_run.lake_bucket, Prefix=source_prefix):
@@ -195,4 +213,5 @@ def test_a_failing_quality_check_fails_the_dag_run(
     assert "silver.pin: no duplicate ind (1 duplicated)" in output, tail(result, 120)
     states = failing.latest_task_states()
     assert states["check_data_quality"] == "failed"
+    assert states["write_report"] == "upstream_failed"
     assert states["wait_for_landed_data"] == "success"

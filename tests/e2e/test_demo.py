@@ -4,9 +4,11 @@ runs the DAG triggered through the REST API; stopping Airflow's programs leaves 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -35,15 +37,20 @@ def test_the_demo_runs_the_batch_path_through_the_stacks_airflow(stack: Settings
     print(output[-6000:])
     print(f"pinpipe demo: {time.monotonic() - started:.0f}s")
     assert result.returncode == 0, output[-4000:]
-    for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
-        assert step in output
+    for step in range(1, 8):
+        assert f"{step}/7" in output
     assert "airflow-api: ready" in output and "airflow-scheduler: ready" in output
     assert "300 records acknowledged" in output
-    for task in ("wait_for_landed_data", "run_batch_job", "check_data_quality"):
+    for task in ("wait_for_landed_data", "run_batch_job", "check_data_quality", "write_report"):
         assert f"{task}: success" in output
     for query_id in QUERY_COLUMNS:
         assert query_id in output
     assert "demo done in" in output and "300 records posted, 300 landed" in output
+    # the report: a local file with the ledger's count and the DAG's tasks in it
+    report = Path(re.findall(r"^  report: (\S+)$", output, re.MULTILINE)[-1])
+    html = report.read_text(encoding="utf-8")
+    assert all(f'data-query-id="{query_id}"' in html for query_id in QUERY_COLUMNS)
+    assert "DAG task: run_batch_job" in html
 
 
 def test_stopping_airflow_stops_every_process_it_started(stack: Settings) -> None:

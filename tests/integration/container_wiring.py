@@ -180,18 +180,17 @@ def run_services(config: dict[str, Any], names: list[str], logs: Path) -> dict[s
 def count_landed(config: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
     env = config["services"]["provision"]["environment"]
     kwargs = {
-        "endpoint_url": env["AWS_ENDPOINT_URL"],
         "region_name": env["AWS_REGION"],
         "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
     }
     prefix, bucket = env["PINPIPE_TOPIC_PREFIX"], env["PINPIPE_LAKE_BUCKET"]
-    s3 = boto3.client("s3", **kwargs)
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], **kwargs)
     landed = {}
     for table in ("pin", "geo", "user"):
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"topics/{prefix}.{table}/")
         landed[table] = len(listed.get("Contents", []))
-    kinesis = boto3.client("kinesis", **kwargs)
+    kinesis = boto3.client("kinesis", endpoint_url=env["AWS_ENDPOINT_URL_KINESIS"], **kwargs)
     streamed = {}
     for table in ("pin", "geo", "user"):
         stream = f"streaming-{prefix}-{table}"
@@ -209,8 +208,8 @@ def main(config_path: str, work: str) -> None:
     config: dict[str, Any] = json.loads(Path(config_path).read_text())
     logs = Path(work) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    prepare_namespace(Path(work) / "ns", ["kafka", "connect", "s3", "api"])
-    order = ["s3", "kafka", "connect", "provision", "register-connector", "seed", "api"]
+    prepare_namespace(Path(work) / "ns", ["kafka", "connect", "s3", "kinesis", "api"])
+    order = ["s3", "kinesis", "kafka", "connect", "provision", "register-connector", "seed", "api"]
     emulators = ["emulator-batch", "emulator-stream"]
     report = run_services(config, [*order, *emulators], logs)
     processes, environments = report.pop("processes"), report.pop("environments")

@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame
 
 from pipeline.config import Settings
 from pipeline.stream.job import TABLES
-from pipeline.transform.silver import REASON_MALFORMED_JSON, REASON_MISSING_ID
+from pipeline.transform.silver import ARRIVAL_ORDER, REASON_MALFORMED_JSON, REASON_MISSING_ID
 
 Row = dict[str, Any]
 
@@ -162,14 +162,14 @@ def post_rows(settings: Settings, ids: list[int], chunk: int = 25) -> None:
 
 
 def put_malformed(settings: Settings) -> None:
-    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
     for table, (data, _reason) in MALFORMED.items():
         kinesis.put_record(StreamName=settings.streams[table], Data=data, PartitionKey="bad")
 
 
 def records_in_streams(settings: Settings) -> dict[str, int]:
     """How many records each stream holds (all shards, from the trim horizon)."""
-    kinesis = boto3.client("kinesis", **settings.boto3_kwargs())
+    kinesis = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
     counts = {}
     for table, stream in settings.streams.items():
         total = 0
@@ -188,8 +188,9 @@ def records_in_streams(settings: Settings) -> dict[str, int]:
 
 
 def rows_by_ind(frame: DataFrame, ids: list[int]) -> dict[int, list[Row]]:
+    """The rows of each id, in SPEC §3 columns (without the stream tables' arrival order)."""
     found: dict[int, list[Row]] = {}
-    for row in frame.where(frame.ind.isin(ids)).collect():
+    for row in frame.where(frame.ind.isin(ids)).drop(ARRIVAL_ORDER).collect():
         found.setdefault(row["ind"], []).append(row.asDict())
     return found
 

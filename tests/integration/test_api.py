@@ -142,7 +142,7 @@ def high_watermarks(settings: Settings, topic: str) -> list[int]:
 
 
 def kinesis(settings: Settings) -> Any:
-    return boto3.client("kinesis", **settings.boto3_kwargs())
+    return boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
 
 
 def read_kinesis(settings: Settings, stream: str, shard: str, sequence: str) -> Any:
@@ -593,7 +593,11 @@ def test_delete_and_create_a_stream(api: Settings) -> None:
 
         deleted = requests.delete(url, timeout=30)
         assert deleted.status_code == 200 and deleted.json() == {}
-        assert stream not in kinesis(api).list_streams()["StreamNames"]
+        # DeleteStream is asynchronous (DELETING first), in Kinesis as in kinesis-mock
+        deadline = time.monotonic() + 60
+        while stream in kinesis(api).list_streams()["StreamNames"]:
+            assert time.monotonic() < deadline, f"{stream} still listed after DeleteStream"
+            time.sleep(0.5)
         assert_error(
             put_stream(api, stream, "record", {"Data": user_row(), "PartitionKey": "p"}),
             404,

@@ -82,3 +82,15 @@ def test_document_declares_the_key(client: FlaskClient, stack: Settings) -> None
     assert produce["security"] == [{"api_key": []}]
     assert "403" in produce["responses"]
     assert "security" not in document["paths"]["/healthz"]["get"]
+
+
+def test_readiness_details_only_for_key_holders(client: FlaskClient, stack: Settings) -> None:
+    """/readyz names brokers and endpoints: an anonymous caller sees only the verdicts."""
+    anonymous: Any = client.get("/readyz")
+    holder: Any = client.get("/readyz", headers={"x-api-key": KEYS[0]})
+    assert anonymous.status_code == holder.status_code == 200
+    assert anonymous.json["status"] == holder.json["status"] == "ready"
+    assert {check["detail"] for check in anonymous.json["checks"].values()} == {""}
+    broker = stack.kafka_bootstrap_servers.split(",")[0]
+    assert broker not in anonymous.text
+    assert all(check["detail"] for check in holder.json["checks"].values())

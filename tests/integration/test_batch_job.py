@@ -441,7 +441,7 @@ def delta_commits(s3: Any, bucket: str) -> list[str]:
 def test_job_over_s3a_from_config_then_as_a_script(s3_env: dict[str, str], tmp_path: Path) -> None:
     settings = get_settings()
     bucket = settings.lake_bucket
-    s3 = boto3.client("s3", **settings.boto3_kwargs())
+    s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
     s3.create_bucket(Bucket=bucket)
     for key, text in landed_objects(PREFIX, FIRST_LANDING, broken=True).items():
         s3.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))

@@ -1,9 +1,10 @@
 """The compose stack's wiring, run for real without a Docker engine.
 
 `docker compose config` resolves compose/docker-compose.yml; then, in a private network, mount
-and PID namespace (`unshare`, so nothing touches this machine's ports or files), the emulator,
-broker, Connect worker, init services, API and both emulators run with their compose commands
-and environment in their images' file layout (tests/integration/container_wiring.py). Each
+and PID namespace (`unshare`, so nothing touches this machine's ports or files), the S3 and
+Kinesis servers, broker, Connect worker, init services, API and both emulators run with their
+compose commands and environment in their images' file layout
+(tests/integration/container_wiring.py). Each
 long-running one must pass its own healthcheck, each one-shot must exit 0 (and again, as on a
 second `up`), and events posted by the emulators must land in S3 and Kinesis.
 """
@@ -90,6 +91,7 @@ def test_compose_services_start_healthy_and_carry_events_end_to_end(tmp_path: Pa
 
     assert set(report["ready_s"]) == {
         "s3",
+        "kinesis",
         "kafka",
         "connect",
         "api",

@@ -10,9 +10,10 @@ Not in moto, validated instead: `kafka:GetBootstrapBrokers` goes through a real 
 botocore validates the request against the service model and parses the answer with it) and is
 answered by a hook; the Databricks Jobs and Instance Profiles APIs are served by a loopback HTTP
 server that parses every request body into the SDK's request types and refuses what they lack.
-The MSK cluster is an existing one (given by ARN); the connect and mwaa stacks are skipped here
-(moto's CloudFormation lacks AWS::KafkaConnect::* and AWS::MWAA::*): their requests are
-validated offline in tests/unit/test_deploy_requests.py.
+The MSK cluster is an existing one (given by ARN); the gateway, connect, mwaa and alarms stacks
+are skipped here (moto's CloudFormation lacks API keys, usage plans, VPC links, generated
+secrets, AWS::KafkaConnect::*, AWS::MWAA::* and CloudWatch alarms): their requests are validated
+offline in tests/unit/test_deploy_requests.py.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ REGION = "us-east-1"
 CLUSTER_ARN = (
     "arn:aws:kafka:us-east-1:123456789012:cluster/pinpipe-shared/6a1f0c2e-1b2c-4d5e-9f00-12345678-2"
 )
+# stacks moto's CloudFormation cannot create (see the module's docstring)
+MOTO_SKIPS = "gateway,connect,mwaa,alarms"
 BOOTSTRAP = ",".join(
     f"b-{n}.pinpipe-shared.abc123.c2.kafka.us-east-1.amazonaws.com:9098" for n in (1, 2)
 )
@@ -76,7 +79,8 @@ MANIFEST = {
 # - ExecuteChangeSet does not rebuild a stack's outputs nor remember its parameters (CreateStack
 #   and UpdateStack do);
 # - DeleteStack leaves some resource types in place (route tables, routes, internet gateways and
-#   their attachments, NAT gateways, Elastic IPs, REST APIs), so a VPC can never be deleted.
+#   their attachments, NAT gateways, Elastic IPs, REST APIs), so a VPC can never be deleted;
+# - a load balancer's Type and Name are ignored (every one is an application load balancer).
 MOTO_SERVER = """
 import sys
 from moto.apigateway.models import RestAPI, apigateway_backends
@@ -87,6 +91,7 @@ from moto.ec2.models.internet_gateways import InternetGateway
 from moto.ec2.models.nat_gateways import NatGateway
 from moto.ec2.models.route_tables import Route, RouteTable
 from moto.ec2.models.vpn_gateway import VPCGatewayAttachment
+from moto.elbv2.models import FakeLoadBalancer, elbv2_backends
 from moto.server import main
 
 _execute = CloudFormationBackend.execute_change_set
@@ -128,6 +133,18 @@ ElasticAddress.delete = lambda self, account, region: ec2(account, region).relea
 RestAPI.delete = lambda self, account, region: apigateway_backends[account][
     region
 ].delete_rest_api(self.id)
+
+def create_load_balancer(cls, resource_name, cloudformation_json, account_id, region_name, **_):
+    properties = cloudformation_json["Properties"]
+    return elbv2_backends[account_id][region_name].create_load_balancer(
+        properties.get("Name", resource_name),
+        properties.get("SecurityGroups"),
+        properties.get("Subnets"),
+        scheme=properties.get("Scheme", "internet-facing"),
+        loadbalancer_type=properties.get("Type"),
+    )
+
+FakeLoadBalancer.create_from_cloudformation_json = classmethod(create_load_balancer)
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -151,7 +168,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # importing moto's services is slow on a busy machine
     while True:
         try:
             requests.get(f"{url}/moto-api/", timeout=1)
@@ -327,7 +344,7 @@ def make_deployer(
         region=REGION,
         endpoint_url=moto_url,
         msk_cluster_arn=CLUSTER_ARN,
-        skip="connect,mwaa",
+        skip=MOTO_SKIPS,
         mwaa_bundle=bundle,
         waiter_delay_s=1,
         **options,
@@ -384,11 +401,11 @@ def test_every_stack_deployed_here_is_made_of_resources_moto_implements() -> Non
     from moto.cloudformation.parsing import get_model_map
 
     implemented = set(get_model_map())
-    config = StageConfig(stage="ci", msk_cluster_arn=CLUSTER_ARN, skip="connect,mwaa")
+    config = StageConfig(stage="ci", msk_cluster_arn=CLUSTER_ARN, skip=MOTO_SKIPS)
     for component in config.components:
         types = {r["Type"] for r in stacks.template(component)["Resources"].values()}
         assert types <= implemented, f"{component}: moto lacks {types - implemented}"
-    for component in ("msk", "connect", "mwaa"):
+    for component in ("msk", "gateway", "connect", "mwaa", "alarms"):
         types = {r["Type"] for r in stacks.template(component)["Resources"].values()}
         assert types - implemented, f"{component} could now be deployed to moto too"
 
@@ -486,11 +503,24 @@ def test_apply_creates_the_stage(
     assert settings.aws_endpoint_url is None and settings.aws_access_key_id is None
     assert callable(settings.kafka_client_config()["oauth_cb"])
     assert f"{state.output('storage', 'RepositoryUri')}:{run.built.image_tag}" in user_data
-    rest = client(moto_url, "apigateway")
-    paths = {
-        r["path"] for r in rest.get_resources(restApiId=state.output("api", "RestApiId"))["items"]
-    }
-    assert "/{proxy+}" in paths
+    # the instance serves the internal load balancer only (the gateway's VPC link)
+    assert "-p 127.0.0.1:8000:8000" in user_data and "--network host" not in user_data
+    assert "role_arn = " + state.output("iam", "ApiRoleArn") in user_data
+    elb = client(moto_url, "elbv2")
+    (balancer,) = elb.describe_load_balancers(
+        LoadBalancerArns=[state.output("api", "LoadBalancerArn")]
+    )["LoadBalancers"]
+    assert (balancer["Type"], balancer["Scheme"]) == ("network", "internal")
+    assert f"DNS:{balancer['DNSName']}" in user_data  # the host's certificate names it
+    (group,) = elb.describe_target_groups(LoadBalancerArn=balancer["LoadBalancerArn"])[
+        "TargetGroups"
+    ]
+    # (moto's CloudFormation does not register a target group's Targets; AWS does)
+    assert (group["Protocol"], group["Port"], group["HealthCheckProtocol"]) == (
+        "TCP",
+        8443,
+        "HTTPS",
+    )
     assert aws_bootstrap_lookups(run) == [CLUSTER_ARN]
 
     # Databricks: both jobs from the wheel, with the stage's settings; MWAA's connection secret
@@ -634,3 +664,22 @@ def test_destroy_removes_the_stage_and_keeps_the_lake(
 
 def test_stack_status_of_a_missing_stack_is_none(moto_url: str, env: None) -> None:
     assert cfn.stack_status(client(moto_url, "cloudformation"), "pinpipe-ci-nothing") is None
+
+
+def test_a_destroyed_gateways_api_key_name_is_free_again(moto_url: str, env: None) -> None:
+    from pipeline.deploy.run import purge_secret
+
+    config = StageConfig(stage="ci", region=REGION, endpoint_url=moto_url)
+    aws, _ = connect(config)
+    sm = client(moto_url, "secretsmanager")
+    sm.create_secret(Name=config.api_key_secret, SecretString="k" * 40)
+    # what deleting the gateway stack may leave: the secret in its recovery window
+    sm.delete_secret(SecretId=config.api_key_secret, RecoveryWindowInDays=7)
+    # (AWS answers InvalidRequestException, moto ResourceExistsException)
+    taken = (sm.exceptions.InvalidRequestException, sm.exceptions.ResourceExistsException)
+    with pytest.raises(taken):
+        sm.create_secret(Name=config.api_key_secret, SecretString="k" * 40)
+    purge_secret(aws, config.api_key_secret)
+    purge_secret(aws, config.api_key_secret)  # nothing left: no error
+    sm.create_secret(Name=config.api_key_secret, SecretString="n" * 40)
+    sm.delete_secret(SecretId=config.api_key_secret, ForceDeleteWithoutRecovery=True)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
 from pipeline.land.connector import ConnectClient, render
+from pipeline.orchestrate.landing import not_landed
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, run_emulation
 from pipeline.source.loader import seed_database
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.integration
 # -- reading the lake ---------------------------------------------------------------------------
 def landed_objects(settings: Settings, topic: str) -> dict[str, list[bytes]]:
     """Every landed object of a topic: key → its lines."""
-    s3 = boto3.client("s3", **settings.boto3_kwargs())
+    s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
     objects: dict[str, list[bytes]] = {}
     paginator = s3.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
@@ -138,6 +139,25 @@ def test_posted_records_land_exactly_once(
         assert key in objects[topic], f"{key} missing for offset {offset}"
         line = objects[topic][key][offset % window]
         assert json.loads(line) == row_value(rows[entry["table"]][entry["id"]])
+    assert not_landed(stack, ledger) == []
+
+
+def test_not_landed_finds_records_in_parts_of_a_window(stack: Settings) -> None:
+    """A window past flush.max.bytes lands as parts named by their first offset: the reader
+    looks for a record in the last object starting at or before it."""
+    topic = f"parts{uuid.uuid4().hex[:6]}"
+    s3 = boto3.client("s3", **stack.boto3_kwargs("s3"))
+    folder = f"topics/{topic}/partition=0/{topic}+0+"
+    window = stack.landing_flush_max_records
+    assert window > 5
+    # window 0 cut into parts at offset 3 (offset 5 not landed yet), window 1 holding one record
+    for start, count in ((0, 3), (3, 2), (window, 1)):
+        body = b"".join(b'{"i":%d}\n' % (start + i) for i in range(count))
+        s3.put_object(Bucket=stack.lake_bucket, Key=f"{folder}{start:020d}.json", Body=body)
+    offsets = (0, 2, 3, 4, 5, window, window + 1, 2 * window)
+    ledger = [{"topic": topic, "partition": 0, "offset": o} for o in offsets]
+    missing = sorted(entry["offset"] for entry in not_landed(stack, ledger))
+    assert missing == [5, window + 1, 2 * window]
 
 
 def test_a_quiet_topic_lands_within_the_flush_interval(stack: Settings) -> None:
@@ -160,9 +180,18 @@ def test_poison_messages_go_to_the_dead_letter_topic(isolated_sink: Settings) ->
     settings = isolated_sink
     topic = settings.topics["pin"]
     good = [json.dumps({"index": i, "title": f"good {i}"}).encode() for i in range(5)]
-    poison = [b"not json {", b"[1, 2, 3]", b'"just a string"', b"\xff\xfe binary"]
+    poison: list[bytes | None] = [
+        b"not json {",
+        b"[1, 2, 3]",
+        b'"just a string"',
+        b"\xff\xfe binary",
+        b'{"a": 1} garbage',  # content after the object would be cut or lost
+        b'{"a": 1}\n{"b": 2}',
+        None,  # a tombstone
+    ]
     producer = Producer(settings.kafka_client_config())
-    for value in [good[0], poison[0], good[1], poison[1], good[2], poison[2], poison[3], *good[3:]]:
+    order = [good[0], poison[0], good[1], poison[1], good[2], poison[2], poison[3], *good[3:]]
+    for value in [*order[:-1], *poison[4:], order[-1]]:
         producer.produce(topic, value, partition=0)
     assert producer.flush(10) == 0
 
@@ -174,12 +203,14 @@ def test_poison_messages_go_to_the_dead_letter_topic(isolated_sink: Settings) ->
         }
     )
     consumer.subscribe([settings.dlq_topic])
-    dead: dict[bytes, dict[str, bytes]] = {}
+    dead: dict[bytes | None, dict[str, bytes]] = {}
     deadline = time.monotonic() + 60
     while len(dead) < len(poison) and time.monotonic() < deadline:
         message = consumer.poll(1)
         if message is not None and not message.error():
-            dead[message.value()] = dict(message.headers() or [])
+            raw = message.headers() or []
+            pairs = raw.items() if isinstance(raw, dict) else raw
+            dead[message.value()] = {k: v for k, v in pairs if isinstance(v, bytes)}
     consumer.close()
     assert set(dead) == set(poison)
     for headers in dead.values():
@@ -192,6 +223,32 @@ def test_poison_messages_go_to_the_dead_letter_topic(isolated_sink: Settings) ->
     assert sorted(lines) == sorted(good)
     status = ConnectClient(settings).status(settings.connector_name)
     assert status.state == "RUNNING" and all(t["state"] == "RUNNING" for t in status.tasks)
+
+
+def test_aborted_transactions_never_land(isolated_sink: Settings) -> None:
+    """The sink's consumer reads read_committed: an aborted transaction's records stay out."""
+    settings = isolated_sink
+    topic = settings.topics["geo"]
+    producer = Producer(
+        {**settings.kafka_client_config(), "transactional.id": f"{settings.topic_prefix}-tx"}
+    )
+    producer.init_transactions(30)
+    aborted = [json.dumps({"ind": i, "aborted": True}).encode() for i in range(3)]
+    committed = [json.dumps({"ind": i, "committed": True}).encode() for i in range(2)]
+    producer.begin_transaction()
+    for value in aborted:
+        producer.produce(topic, value, partition=0)
+    producer.flush(10)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    for value in committed:
+        producer.produce(topic, value, partition=0)
+    producer.commit_transaction(30)
+
+    # the committed records come after the aborted ones: once they landed, so would have those
+    wait_for(lambda: landed_line_count(settings, [topic]) >= len(committed), 60, "the commit")
+    lines = [line for lines in landed_objects(settings, topic).values() for line in lines]
+    assert lines == committed
 
 
 def test_connect_worker_killed_mid_stream_loses_and_duplicates_nothing(

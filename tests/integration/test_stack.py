@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_every_component_reports_ready(stack: Settings) -> None:
     statuses = local_stack.status(stack)
-    assert {s.name for s in statuses} >= {"s3-kinesis", "kafka", "connect"}
+    assert {s.name for s in statuses} >= {"s3", "kinesis", "kafka", "connect"}
     not_ready = [s.name for s in statuses if not (s.state == "RUNNING" and s.ready)]
     assert not not_ready, f"not ready: {not_ready}"
 
@@ -31,9 +31,9 @@ def test_provisioned_topics_bucket_and_streams(stack: Settings) -> None:
     for topic in stack.topics.values():
         assert topic in topics
         assert len(topics[topic].partitions) == stack.kafka_topic_partitions
-    s3 = boto3.client("s3", **stack.boto3_kwargs())
+    s3 = boto3.client("s3", **stack.boto3_kwargs("s3"))
     assert stack.lake_bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
-    kinesis = boto3.client("kinesis", **stack.boto3_kwargs())
+    kinesis = boto3.client("kinesis", **stack.boto3_kwargs("kinesis"))
     assert set(stack.streams.values()) <= set(kinesis.list_streams()["StreamNames"])
 
 
@@ -93,9 +93,9 @@ def test_connect_rest_api_lists_the_s3_sink_plugin(stack: Settings) -> None:
     assert any("s3" in cls.lower() for cls in sink_classes), sink_classes
 
 
-def test_s3_put_get_list_through_the_emulator(stack: Settings) -> None:
-    s3 = boto3.client("s3", **stack.boto3_kwargs())
-    assert s3.meta.endpoint_url == stack.aws_endpoint_url
+def test_s3_put_get_list_through_the_s3_server(stack: Settings) -> None:
+    s3 = boto3.client("s3", **stack.boto3_kwargs("s3"))
+    assert s3.meta.endpoint_url == stack.endpoint_url("s3") == f"http://127.0.0.1:{stack.s3_port}"
     key = f"probe/{uuid.uuid4().hex}.json"
     s3.put_object(Bucket=stack.lake_bucket, Key=key, Body=b'{"ok": true}\n')
     body = s3.get_object(Bucket=stack.lake_bucket, Key=key)["Body"].read()
@@ -104,9 +104,10 @@ def test_s3_put_get_list_through_the_emulator(stack: Settings) -> None:
     assert key in {obj["Key"] for obj in listed}
 
 
-def test_kinesis_put_get_through_the_emulator(stack: Settings) -> None:
-    kinesis = boto3.client("kinesis", **stack.boto3_kwargs())
-    assert kinesis.meta.endpoint_url == stack.aws_endpoint_url
+def test_kinesis_put_get_through_the_kinesis_server(stack: Settings) -> None:
+    kinesis = boto3.client("kinesis", **stack.boto3_kwargs("kinesis"))
+    assert kinesis.meta.endpoint_url == stack.endpoint_url("kinesis")
+    assert kinesis.meta.endpoint_url == f"http://127.0.0.1:{stack.kinesis_port}"
     stream = stack.streams["geo"]
     data = json.dumps({"ind": 7, "probe": uuid.uuid4().hex}).encode()
     put = kinesis.put_record(StreamName=stream, Data=data, PartitionKey="7")

@@ -13,7 +13,14 @@ from pipeline.spark_session import get_spark
 
 # Set by the test stack's fixtures (tests/conftest.py) or a developer's shell; a unit test sees
 # only the defaults and what it sets itself, whichever tests ran before it in the session.
-STACK_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL")
+STACK_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_KINESIS",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -7,14 +7,18 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from pipeline.ingest.errors import ErrorCode, from_validation_error
+from pipeline.ingest.errors import ApiError, ErrorCode, from_validation_error
+from pipeline.ingest.kinesis import check_sizes
 from pipeline.ingest.schemas import (
+    MAX_KINESIS_RECORD_BYTES,
+    MAX_KINESIS_REQUEST_BYTES,
     PRODUCE_REQUESTS,
     PUT_RECORD_REQUESTS,
     PUT_RECORDS_REQUESTS,
     GeoRow,
     PinRow,
     UserRow,
+    produce_requests,
 )
 
 PIN = {
@@ -210,3 +214,44 @@ def test_stream_name_in_body_is_optional() -> None:
     model = PUT_RECORD_REQUESTS["pin"]
     model.model_validate({"Data": PIN, "PartitionKey": "p"})
     model.model_validate({"StreamName": "streaming-x-pin", "Data": PIN, "PartitionKey": "p"})
+
+
+def test_produce_record_count_is_capped_with_a_clear_message() -> None:
+    model = produce_requests(3)["geo"]
+    model.model_validate({"records": [{"value": GEO}] * 3})
+    body = {"records": [{"value": GEO}] * 4}
+    with pytest.raises(ValidationError) as raised:
+        model.model_validate(body)
+    error = from_validation_error(raised.value, body)
+    assert (error.status, error.code) == (422, ErrorCode.INVALID_REQUEST)
+    assert "4 records; at most 3 per request" in error.message
+    assert produce_requests(3)["geo"] is model  # built once per limit
+    schema = PRODUCE_REQUESTS["geo"].model_json_schema()
+    assert schema["properties"]["records"]["maxItems"] == 1000  # Settings.api_max_records
+
+
+def test_kinesis_record_size_limit_counts_data_and_partition_key() -> None:
+    key = "p" * 10
+    check_sizes([(b"x" * (MAX_KINESIS_RECORD_BYTES - len(key)), key)])
+    with pytest.raises(ApiError) as raised:
+        check_sizes([(b"x", key), (b"x" * (MAX_KINESIS_RECORD_BYTES - len(key) + 1), key)])
+    assert (raised.value.status, raised.value.code) == (422, ErrorCode.INVALID_RECORDS)
+    assert raised.value.errors is not None
+    assert [e.index for e in raised.value.errors] == [1]
+    assert str(MAX_KINESIS_RECORD_BYTES) in raised.value.errors[0].reason
+
+
+def test_kinesis_partition_key_counts_in_utf8_bytes() -> None:
+    key = "é" * 256  # 256 characters, 512 bytes
+    check_sizes([(b"x" * (MAX_KINESIS_RECORD_BYTES - 512), key)])
+    with pytest.raises(ApiError):
+        check_sizes([(b"x" * (MAX_KINESIS_RECORD_BYTES - 511), key)])
+
+
+def test_kinesis_put_records_total_is_capped_at_5_mib() -> None:
+    record = (b"x" * 1_000_000, "p")
+    check_sizes([record] * 5)
+    with pytest.raises(ApiError) as raised:
+        check_sizes([record] * 6)
+    assert (raised.value.status, raised.value.code) == (413, ErrorCode.RECORD_TOO_LARGE)
+    assert str(MAX_KINESIS_REQUEST_BYTES) in raised.value.message

@@ -178,6 +178,7 @@ def test_services_the_issue_names_are_there(env_file: Path) -> None:
         "kafka",
         "connect",
         "s3",
+        "kinesis",
         "localstack",
         "api",
         "emulator-batch",
@@ -300,7 +301,8 @@ def test_service_names_are_the_docker_settings_endpoints(env_file: Path) -> None
     endpoints = {
         "kafka": settings.kafka_bootstrap_servers,
         "connect": settings.connect_url,
-        "s3": settings.aws_endpoint_url or "",
+        "s3": settings.endpoint_url("s3") or "",
+        "kinesis": settings.endpoint_url("kinesis") or "",
         "api": settings.api_url,
     }
     for name, address in endpoints.items():
@@ -319,11 +321,12 @@ def test_pipeline_containers_run_the_docker_target_with_dummy_credentials(env_fi
         built = dockerfile_of(service)
         if built is None or str(built[0].relative_to(ROOT)) not in PIPELINE_IMAGES:
             continue
-        if command_of(service)[0] == "moto_server":
-            continue  # the emulator itself reads no pipeline settings
         environment = service["environment"]
         assert environment["PINPIPE_TARGET"] == "docker", name
-        assert environment["AWS_ENDPOINT_URL"] == settings.aws_endpoint_url, name
+        # each service's own endpoint, as the SDKs read it; none for all services at once
+        assert environment["AWS_ENDPOINT_URL_S3"] == settings.endpoint_url("s3") == "http://s3:4566"
+        assert environment["AWS_ENDPOINT_URL_KINESIS"] == settings.endpoint_url("kinesis"), name
+        assert "AWS_ENDPOINT_URL" not in environment, name
         assert environment["AWS_ACCESS_KEY_ID"] == environment["AWS_SECRET_ACCESS_KEY"] == "test"
 
 
@@ -345,7 +348,7 @@ def test_state_lives_in_named_volumes(env_file: Path) -> None:
                 assert volume.get("read_only"), f"{name} writes to the host: {volume}"
                 assert Path(volume["source"]).is_relative_to(ROOT), volume
     assert used == declared, f"declared but unused or undeclared volumes: {used ^ declared}"
-    assert used >= {"kafka-data", "source-data", "airflow-home"}
+    assert used >= {"kafka-data", "source-data", "airflow-home", "s3-data", "kinesis-data"}
 
 
 def test_every_service_has_a_memory_limit(env_file: Path) -> None:
@@ -389,7 +392,11 @@ def test_images_are_built_from_the_repository_or_pinned(env_file: Path) -> None:
             assert ":" in image and tag not in ("latest", "main"), f"{name}: pin {image}"
             assert tag[0].isdigit() or tag.startswith("v"), f"{name}: {image} is no release"
         else:
-            assert str(built[0].relative_to(ROOT)) in (*PIPELINE_IMAGES, "images/kafka/Dockerfile")
+            assert str(built[0].relative_to(ROOT)) in (
+                *PIPELINE_IMAGES,
+                "images/kafka/Dockerfile",
+                "images/kinesis/Dockerfile",
+            )
             assert built[0].parent.parent == ROOT / "images"
             assert Path(service["build"]["context"]) == ROOT, "context = repository root"
 

@@ -21,6 +21,7 @@ EXPECTED_TASKS = {
     "wait_for_landed_data": set(),
     "run_batch_job": {"wait_for_landed_data"},
     "check_data_quality": {"run_batch_job"},
+    "write_report": {"check_data_quality"},
 }
 AWS_ENV = {
     "PINPIPE_TARGET": "aws",
@@ -81,7 +82,7 @@ def test_the_task_graph_and_the_run_policy(target: pytest.MonkeyPatch) -> None:
     assert {task.task_id: task.upstream_task_ids for task in dag.tasks} == EXPECTED_TASKS
     assert dag.catchup is False and dag.max_active_runs == 1
     assert "0 0 * * *" in str(dag.timetable)  # daily
-    assert dag.doc_md and "check_data_quality" in dag.doc_md
+    assert dag.doc_md and "check_data_quality" in dag.doc_md and "write_report" in dag.doc_md
     assert {"pinpipe", "batch"} <= set(dag.tags)
 
     sensor = dag.get_task("wait_for_landed_data")
@@ -134,6 +135,8 @@ def test_local_and_docker_targets_run_spark_jobs_with_spark_submit(
 def test_aws_target_runs_spark_jobs_on_databricks(target: pytest.MonkeyPatch) -> None:
     from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
+    from pipeline.orchestrate.dag import RUN_DATE
+
     for key, value in AWS_ENV.items():
         target.setenv(key, value)
     bag = load_dagbag()
@@ -149,6 +152,11 @@ def test_aws_target_runs_spark_jobs_on_databricks(target: pytest.MonkeyPatch) ->
             "check_data_quality",
             "pipeline/orchestrate/quality.py",
             ["--lake", "s3a://prod-lake/lake"],
+        ),
+        (
+            "write_report",
+            "pipeline/report/cli.py",
+            ["--lake", "s3a://prod-lake/lake", "--run-date", RUN_DATE],
         ),
     ]:
         task = dag.get_task(task_id)

@@ -305,7 +305,19 @@ def test_stage_names_and_components() -> None:
         skip="mwaa",
     )
     assert existing.cluster_name == "shared"
-    assert existing.components == ("network", "storage", "streams", "iam", "api", "connect")
+    assert existing.components == (
+        "network",
+        "storage",
+        "streams",
+        "iam",
+        "api",
+        "gateway",
+        "connect",
+        "alarms",
+    )
+    # the gateway goes with the API
+    assert "gateway" not in StageConfig(skip="api,alarms").components
+    assert StageConfig(skip="gateway").components[5:] == ("api", "connect", "mwaa", "alarms")
     with pytest.raises(ValueError):
         StageConfig(stage="Prod_1")
     with pytest.raises(ValueError):

@@ -30,7 +30,10 @@ REGION = "eu-west-1"
 SESSION = botocore.session.get_session()
 
 # CloudFormation property names that differ from the API's (beyond letter case)
-RENAMED = {"AWS::MSK::Configuration": {"KafkaVersionsList": "KafkaVersions"}}
+RENAMED = {
+    "AWS::MSK::Configuration": {"KafkaVersionsList": "KafkaVersions"},
+    "AWS::ApiGateway::UsagePlan": {"UsagePlanName": "name"},
+}
 # resource type → (service, operation) that creates it
 OPERATIONS = {
     "AWS::MSK::Cluster": ("kafka", "CreateCluster"),
@@ -39,6 +42,10 @@ OPERATIONS = {
     "AWS::KafkaConnect::CustomPlugin": ("kafkaconnect", "CreateCustomPlugin"),
     "AWS::KafkaConnect::WorkerConfiguration": ("kafkaconnect", "CreateWorkerConfiguration"),
     "AWS::MWAA::Environment": ("mwaa", "CreateEnvironment"),
+    "AWS::ApiGateway::VpcLink": ("apigateway", "CreateVpcLink"),
+    "AWS::ApiGateway::ApiKey": ("apigateway", "CreateApiKey"),
+    "AWS::ApiGateway::UsagePlan": ("apigateway", "CreateUsagePlan"),
+    "AWS::CloudWatch::Alarm": ("cloudwatch", "PutMetricAlarm"),
 }
 
 
@@ -53,6 +60,9 @@ def deployed_stage(**options: Any) -> StageState:
             "VpcCidr": "10.42.0.0/16",
             "PublicSubnetId": "subnet-0a1b2c3d4e5f60001",
             "PrivateSubnetIds": "subnet-0a1b2c3d4e5f60010,subnet-0a1b2c3d4e5f60011",
+            "BrokerSubnetIds": (
+                "subnet-0a1b2c3d4e5f60010,subnet-0a1b2c3d4e5f60011,subnet-0a1b2c3d4e5f60012"
+            ),
         },
         "storage": {
             "LakeBucketName": f"pinpipe-dev-lake-{ACCOUNT}-{REGION}",
@@ -71,9 +81,16 @@ def deployed_stage(**options: Any) -> StageState:
         },
         "iam": {
             "ApiInstanceProfileName": "pinpipe-dev-api",
+            "ApiRoleArn": f"arn:aws:iam::{ACCOUNT}:role/pinpipe-dev-api",
+            "ProvisionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/pinpipe-dev-provision",
             "ConnectRoleArn": f"arn:aws:iam::{ACCOUNT}:role/pinpipe-dev-connect",
             "MwaaRoleArn": f"arn:aws:iam::{ACCOUNT}:role/pinpipe-dev-mwaa",
             "DatabricksInstanceProfileArn": f"arn:aws:iam::{ACCOUNT}:instance-profile/x",
+        },
+        "api": {
+            "LoadBalancerArn": f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:"
+            "loadbalancer/net/pinpipe-dev-api/0123456789abcdef",
+            "LoadBalancerDnsName": f"pinpipe-dev-api-0123456789abcdef.elb.{REGION}.amazonaws.com",
         },
     }
     state.bootstrap_servers = "b-1.c.kafka.eu-west-1.amazonaws.com:9098"
@@ -102,7 +119,7 @@ def resolver(template: dict[str, Any], parameters: dict[str, str]) -> Any:
         values[name] = value.split(",") if is_list else value
 
     def attribute(resource: str, name: str) -> Any:
-        if name == "Revision":
+        if name.endswith("Revision"):
             return 1
         return f"arn:aws:kafkaconnect:{REGION}:{ACCOUNT}:{resource.lower()}/{name.lower()}/1"
 
@@ -126,7 +143,7 @@ def resolver(template: dict[str, Any], parameters: dict[str, str]) -> Any:
                     lambda m: str(
                         attribute(*m.group(1).split(".", 1))
                         if "." in m.group(1)
-                        else values[m.group(1)]
+                        else resolve({"Ref": m.group(1)})
                     ),
                     arg,
                 )
@@ -134,8 +151,31 @@ def resolver(template: dict[str, Any], parameters: dict[str, str]) -> Any:
                 return base64.b64encode(str(resolve(arg)).encode()).decode()
             if key == "Fn::Join":
                 return arg[0].join(str(part) for part in resolve(arg[1]))
+            if key == "Fn::Select":
+                return resolve(arg[1])[int(arg[0])]
+            if key == "Fn::If":
+                return resolve(arg[1] if holds(arg[0]) else arg[2])
         return {key: resolve(value) for key, value in node.items()}
 
+    def evaluate(node: Any) -> Any:
+        ((key, arg),) = node.items()
+        if key == "Fn::Equals":
+            left, right = (resolve(x) for x in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not evaluate(arg[0])
+        if key == "Fn::And":
+            return all(evaluate(x) for x in arg)
+        if key == "Fn::Or":
+            return any(evaluate(x) for x in arg)
+        if key == "Condition":
+            return holds(arg)
+        raise AssertionError(f"condition function {key}")
+
+    def holds(condition: str) -> bool:
+        return bool(evaluate(template["Conditions"][condition]))
+
+    resolve.holds = holds  # type: ignore[attr-defined]
     return resolve
 
 
@@ -159,6 +199,8 @@ def to_request(value: Any, shape: Shape, where: str, renamed: dict[str, str]) ->
         }
     if shape.type_name in ("integer", "long"):
         return int(value)
+    if shape.type_name in ("double", "float"):
+        return float(value)
     if shape.type_name == "boolean":
         return value if isinstance(value, bool) else str(value).lower() == "true"
     if shape.type_name == "blob":
@@ -183,6 +225,7 @@ def requests_of(component: str, state: StageState) -> dict[str, dict[str, Any]]:
         logical_id: validate(resource["Type"], resolve(resource["Properties"]))
         for logical_id, resource in template["Resources"].items()
         if resource["Type"] in OPERATIONS
+        and ("Condition" not in resource or resolve.holds(resource["Condition"]))
     }
 
 
@@ -191,12 +234,70 @@ def test_msk_cluster_and_configuration_fit_the_kafka_api() -> None:
     created = requests_of("msk", deployed_stage())
     cluster = created["Cluster"]
     assert cluster["ClientAuthentication"]["Sasl"]["Iam"]["Enabled"] is True
+    # three brokers in three zones, three copies, two needed to acknowledge a write
+    assert cluster["NumberOfBrokerNodes"] == 3
     assert cluster["BrokerNodeGroupInfo"]["ClientSubnets"] == [
         "subnet-0a1b2c3d4e5f60010",
         "subnet-0a1b2c3d4e5f60011",
+        "subnet-0a1b2c3d4e5f60012",
     ]
     assert cluster["BrokerNodeGroupInfo"]["StorageInfo"]["EbsStorageInfo"]["VolumeSize"] == 20
-    assert b"min.insync.replicas=1" in created["BrokerConfiguration"]["ServerProperties"]
+    assert cluster["LoggingInfo"]["BrokerLogs"]["CloudWatchLogs"]["Enabled"] is True
+    properties = created["BrokerConfiguration"]["ServerProperties"]
+    assert b"default.replication.factor=3\n" in properties
+    assert b"min.insync.replicas=2\n" in properties
+    assert components.api_env(deployed_stage())["PINPIPE_KAFKA_REPLICATION_FACTOR"] == "3"
+
+
+def test_a_cheap_dev_stage_may_run_two_brokers_with_two_copies() -> None:
+    state = deployed_stage(msk_brokers=2, kafka_replication_factor=2)
+    created = requests_of("msk", state)
+    assert created["Cluster"]["NumberOfBrokerNodes"] == 2
+    assert created["Cluster"]["BrokerNodeGroupInfo"]["ClientSubnets"] == [
+        "subnet-0a1b2c3d4e5f60010",
+        "subnet-0a1b2c3d4e5f60011",
+    ]
+    properties = created["BrokerConfiguration"]["ServerProperties"]
+    assert b"default.replication.factor=2\n" in properties
+    assert b"min.insync.replicas=1\n" in properties
+    with pytest.raises(ValueError, match="needs as many brokers"):
+        StageConfig(stage="dev", msk_brokers=2, kafka_replication_factor=3)
+
+
+def test_the_gateway_and_its_key_fit_the_apigateway_api() -> None:
+    state = deployed_stage()
+    created = requests_of("gateway", state)
+    assert created["VpcLink"]["targetArns"] == [state.output("api", "LoadBalancerArn")]
+    plan = created["UsagePlan"]
+    assert plan["throttle"] == {"rateLimit": 200.0, "burstLimit": 400}
+    assert plan["quota"] == {"limit": 2000000, "period": "DAY"}
+    assert created["ApiKey"]["enabled"] is True
+
+
+def test_the_alarms_fit_put_metric_alarm_and_follow_the_deployed_components() -> None:
+    created = requests_of("alarms", deployed_stage())
+    assert set(created) == {
+        "SinkTimeLagAlarm",
+        "SinkOffsetLagAlarm",
+        "StreamIteratorAgeAlarm",
+        "DagRunFailedAlarm",
+        "Api5xxRateAlarm",
+    }
+    lag = created["SinkTimeLagAlarm"]["Metrics"][1]["MetricStat"]["Metric"]["Dimensions"]
+    assert lag == [
+        {"Name": "Cluster Name", "Value": "pinpipe-dev"},
+        {"Name": "Consumer Group", "Value": "connect-pinpipe-dev-s3-sink"},
+        {"Name": "Topic", "Value": "pinpipe.pin"},
+    ]
+    assert created["Api5xxRateAlarm"]["Dimensions"] == [
+        {"Name": "ApiName", "Value": "pinpipe-dev"},
+        {"Name": "Stage", "Value": "dev"},
+    ]
+    age = created["StreamIteratorAgeAlarm"]["Metrics"][1]["MetricStat"]["Metric"]
+    assert age["Dimensions"] == [{"Name": "StreamName", "Value": "streaming-pinpipe-pin"}]
+    # a stage without the API, the connector and MWAA has only the Kinesis alarm
+    fewer = requests_of("alarms", deployed_stage(skip="api,connect,mwaa"))
+    assert set(fewer) == {"StreamIteratorAgeAlarm"}
 
 
 def test_the_connector_fits_the_kafkaconnect_api_with_config_from_connectors_dir() -> None:
@@ -211,7 +312,7 @@ def test_the_connector_fits_the_kafkaconnect_api_with_config_from_connectors_dir
     # no endpoint and no keys on aws: the S3 client uses the connector's IAM role
     assert not {"s3.endpoint", "aws.access.key.id", "aws.secret.access.key"} & set(config)
     assert config["s3.path.style.access"] == "false"
-    assert config["errors.deadletterqueue.topic.replication.factor"] == "2"
+    assert config["errors.deadletterqueue.topic.replication.factor"] == "3"
     assert connector["kafkaCluster"]["apacheKafkaCluster"]["bootstrapServers"] == (
         state.bootstrap_servers
     )
@@ -282,7 +383,7 @@ def test_change_set_request_is_valid_and_supplies_exactly_the_parameters(compone
 def test_stacks_wait_for_inputs_they_cannot_have_yet() -> None:
     state = StageState(StageConfig(stage="dev", region=REGION), account=ACCOUNT)
     assert stacks.parameters("network", state) == {"Stage": "dev"}
-    for component in ("iam", "msk", "api", "connect", "mwaa"):
+    for component in ("iam", "msk", "api", "gateway", "connect", "mwaa"):
         with pytest.raises(KeyError):
             stacks.parameters(component, state)
 

@@ -183,9 +183,10 @@ def pinpipe_problem(args: list[str]) -> str | None:
 
 
 @cache
-def kafka_classes() -> frozenset[str]:
-    jars = sorted((ROOT / ".cache/jvm/kafka").glob("*.jar"))
-    assert jars, "no jars in .cache/jvm/kafka: run `make setup`"
+def kafka_classes(component: str = "kafka") -> frozenset[str]:
+    """The classes of a resolved JVM component (.cache/jvm/<component>: kafka, s3proxy)."""
+    jars = sorted((ROOT / ".cache/jvm" / component).glob("*.jar"))
+    assert jars, f"no jars in .cache/jvm/{component}: run `make setup`"
     names: set[str] = set()
     for jar in jars:
         with zipfile.ZipFile(jar) as archive:
@@ -288,7 +289,12 @@ def command_problem(argv: list[str]) -> str | None:
         return None
     if program == "java":
         main = java_main_class(argv)
-        return None if main in kafka_classes() else f"main class {main} is in no Kafka jar"
+        known = kafka_classes() | kafka_classes("s3proxy")
+        return None if main in known else f"main class {main} is in no Kafka or S3Proxy jar"
+    if program == "node":
+        # the image copies .cache/node/node_modules/kinesis-local/ to /opt/kinesis-mock/
+        script = argv[1].replace("/opt/kinesis-mock/", ".cache/node/node_modules/kinesis-local/")
+        return None if (ROOT / script).is_file() else f"{argv[1]} is not a script the image copies"
     if program == "airflow":
         if not any(req.startswith("apache-airflow==") for req in airflow_group()):
             return "apache-airflow is not pinned in uv.lock's airflow group"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipeline.transform.bronze import SOURCE_FILE, SOURCE_LINE, read_landed
 from pipeline.transform.schemas import (
     CORRUPT_RECORD,
     GEO_SCHEMA,
@@ -20,6 +22,7 @@ from pipeline.transform.schemas import (
     with_corrupt_record,
 )
 from pipeline.transform.silver import (
+    ARRIVAL_ORDER,
     REASON_MALFORMED_JSON,
     REASON_MISSING_ID,
     REASON_SCHEMA_MISMATCH,
@@ -27,6 +30,9 @@ from pipeline.transform.silver import (
     clean_geo,
     clean_pin,
     clean_user,
+    is_later_arrival,
+    landed_offset,
+    latest_arrival,
     parse_follower_count,
     parse_json_column,
     parse_timestamp,
@@ -521,3 +527,104 @@ def test_same_ingestion_time_prefers_the_latest_source_file(spark: SparkSession)
     silver, _ = bronze_to_silver(bronze, "pin")
 
     assert [row["title"] for row in silver.collect()] == ["second"]
+
+
+# -- one rule for repeated ids (SPEC §3): the latest arrival wins ----------------------------
+
+
+def test_latest_arrival_keeps_the_greatest_position_in_numeric_order(spark: SparkSession) -> None:
+    frame = spark.createDataFrame(
+        [
+            (1, "a", "9"),
+            (1, "b", "10"),
+            (1, "c", "2"),
+            (2, "d", None),
+            (2, "e", "0"),
+            (3, "f", None),
+        ],
+        f"ind int, value string, {ARRIVAL_ORDER} string",
+    )
+    got = {row["ind"]: row["value"] for row in latest_arrival(frame).collect()}
+    # "10" > "9" as numbers; a known position beats none; an id seen once keeps its row
+    assert got == {1: "b", 2: "e", 3: "f"}
+
+
+def test_latest_arrival_is_the_same_whatever_the_input_order(spark: SparkSession) -> None:
+    rows = [(1, "x", "5"), (1, "y", "5"), (1, "z", "4")]  # x and y tie: one record read twice
+    picks = {
+        latest_arrival(
+            spark.createDataFrame(order, f"ind int, value string, {ARRIVAL_ORDER} string")
+        ).first()["value"]  # type: ignore[index]
+        for order in (rows, rows[::-1], [rows[1], rows[2], rows[0]])
+    }
+    assert len(picks) == 1 and picks <= {"x", "y"}
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "later"),
+    [
+        ("10", "9", True),
+        ("9", "10", False),
+        ("5", "5", False),  # the same record again (a replay) changes nothing
+        ("49590338271490256608559692538361571095921575989136588898", "7", True),
+        ("7", None, True),  # a row stored without a position yields to any arrival with one
+    ],
+)
+def test_is_later_arrival(spark: SparkSession, new: str, old: str | None, later: bool) -> None:
+    frame = spark.createDataFrame([(new, old)], "new string, old string")
+    assert frame.select(is_later_arrival(F.col("new"), F.col("old"))).first()[0] is later  # type: ignore[index]
+
+
+def test_landed_offset_is_the_object_start_plus_the_line(spark: SparkSession) -> None:
+    frame = spark.createDataFrame(
+        [
+            ("s3a://b/topics/p.pin/partition=2/p.pin+2+0000001500.json", 7),
+            ("s3a://b/topics/p.pin/partition=0/p.pin+0+0000000000.json", 0),
+            ("s3a://b/topics/p.pin/partition=0/p.pin+0+0000000000.json", None),
+            ("s3a://b/elsewhere/hand-made.json", 3),
+        ],
+        "file string, line bigint",
+    )
+    got = [row[0] for row in frame.select(landed_offset(F.col("file"), F.col("line"))).collect()]
+    assert got == ["1507", "0", "0", None]
+
+
+def test_later_line_of_one_object_and_later_object_win(spark: SparkSession) -> None:
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    first_object = "s3a://b/topics/p.pin/partition=0/p.pin+0+0000000000.json"
+    second_object = "s3a://b/topics/p.pin/partition=0/p.pin+0+0000000500.json"
+    schema = (
+        with_corrupt_record(PIN_SCHEMA)
+        .add(SOURCE_FILE, "string")
+        .add(SOURCE_LINE, "long")
+        .add("_ingested_at", "timestamp")
+    )
+    bronze = spark.createDataFrame(
+        [
+            {**row, CORRUPT_RECORD: None, SOURCE_FILE: file, SOURCE_LINE: line, "_ingested_at": at}
+            for row, file, line in [
+                (pin_row(1, title="posted second"), first_object, 3),
+                (pin_row(1, title="posted first"), first_object, 0),
+                (pin_row(2, title="offset 499"), first_object, 499),
+                (pin_row(2, title="offset 500"), second_object, 0),
+            ]
+        ],
+        schema,
+    )
+    silver, _ = bronze_to_silver(bronze, "pin")
+    assert {row["ind"]: row["title"] for row in silver.collect()} == {
+        1: "posted second",
+        2: "offset 500",
+    }
+
+
+def test_bronze_numbers_the_lines_of_each_landed_object(spark: SparkSession, tmp_path: Any) -> None:
+    objects = {
+        "p.pin+0+0000000000.json": [pin_row(n, title=f"line {n}") for n in range(5)],
+        "p.pin+0+0000000005.json": [pin_row(n, title=f"line {n}") for n in range(5, 8)],
+    }
+    for name, rows in objects.items():
+        (tmp_path / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    landed = read_landed(spark, [str(tmp_path / name) for name in objects], PIN_SCHEMA)
+    got = {row["index"]: row[SOURCE_LINE] for row in landed.select("index", SOURCE_LINE).collect()}
+    assert got == {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 0, 6: 1, 7: 2}

@@ -43,7 +43,7 @@ def test_batch_request_follows_rest_proxy_v2() -> None:
     assert request.headers["Content-Type"] == KAFKA_JSON
     assert request.headers["x-api-key"] == "k"
     body = json.loads(request.body)
-    assert body == {"records": [{"value": r.value} for r in records(2)]}
+    assert body == {"records": [{"key": str(r.row_id), "value": r.value} for r in records(2)]}
     assert body["records"][0]["value"]["timestamp"] == "2020-08-28T03:52:47"
 
 

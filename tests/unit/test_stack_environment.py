@@ -24,7 +24,10 @@ def test_workloads_get_the_settings_but_no_secret(tmp_path: Path) -> None:
     assert environment["PINPIPE_TOPIC_PREFIX"] == "shop"
     assert environment["PINPIPE_KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
     assert environment["PINPIPE_RUN_DIR"] == str(tmp_path)
-    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+    # one endpoint per service, under the names boto3 and AWS SDK v2 read themselves
+    assert environment["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:4566"
+    assert environment["AWS_ENDPOINT_URL_KINESIS"] == "http://127.0.0.1:4568"
+    assert "AWS_ENDPOINT_URL" not in environment
     for name in ("PINPIPE_AIRFLOW_DB_URL", "PINPIPE_AWS_SECRET_ACCESS_KEY", "PINPIPE_API_KEYS"):
         assert name not in environment
     leaked = [key for key, value in environment.items() if "*****" in value or "pw@" in value]

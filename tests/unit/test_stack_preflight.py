@@ -31,9 +31,9 @@ def test_port_in_use_gives_one_clear_line(tmp_path: Path) -> None:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        result = _up({"PINPIPE_RUN_DIR": str(tmp_path), "PINPIPE_EMULATOR_PORT": str(port)})
+        result = _up({"PINPIPE_RUN_DIR": str(tmp_path), "PINPIPE_S3_PORT": str(port)})
     assert result.returncode == 1
-    assert f"port {port} (s3-kinesis) is in use" in result.stdout
+    assert f"port {port} (s3) is in use" in result.stdout
     assert not (tmp_path / "supervisord.pid").exists(), "nothing may start"
 
 

@@ -1,5 +1,5 @@
 """One micro-batch of Kinesis rows through the streaming job's pure transformation: parse with the
-explicit schema, reject what cannot be read, clean as SPEC §3 says, keep the first of each ind.
+explicit schema, reject what cannot be read, clean as SPEC §3 says, keep the latest of each ind.
 Expected values below are worked out by hand from the SPEC."""
 
 from __future__ import annotations
@@ -10,10 +10,19 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from pipeline.stream.job import REJECTED_SCHEMA, StreamPaths, kinesis_options, split_batch
+from pipeline.stream.job import (
+    REJECTED_SCHEMA,
+    StreamPaths,
+    ensure_tables,
+    kinesis_options,
+    merge_rows,
+    split_batch,
+    stream_table_schema,
+)
 from pipeline.stream.kinesis_source import KINESIS_SCHEMA
 from pipeline.transform.schemas import SILVER_SCHEMAS
 from pipeline.transform.silver import (
+    ARRIVAL_ORDER,
     REASON_MALFORMED_JSON,
     REASON_MISSING_ID,
     REASON_SCHEMA_MISMATCH,
@@ -52,11 +61,11 @@ def pin(index: int, **fields: Any) -> dict[str, Any]:
     return {**row, **fields}
 
 
-def test_pin_rows_are_cleaned_and_first_arrival_wins(spark: SparkSession) -> None:
+def test_pin_rows_are_cleaned_and_latest_arrival_wins(spark: SparkSession) -> None:
     payloads = [
-        as_json(pin(1, follower_count="15k", title="No Title Data Available")),
+        as_json(pin(1, title="an earlier duplicate", follower_count="1")),
         as_json(pin(2, follower_count=" 1.5M ", description="   ", poster_name="User Info Error")),
-        as_json(pin(1, title="a later duplicate")),
+        as_json(pin(1, follower_count="15k", title="No Title Data Available")),
         as_json(
             pin(
                 3,
@@ -68,11 +77,13 @@ def test_pin_rows_are_cleaned_and_first_arrival_wins(spark: SparkSession) -> Non
         ),
     ]
     rows, rejected = split_batch(kinesis_rows(spark, "streaming-t-pin", payloads), "pin")
-    assert rows.columns == SILVER_SCHEMAS["pin"].fieldNames()
+    assert rows.columns == [*SILVER_SCHEMAS["pin"].fieldNames(), ARRIVAL_ORDER]
+    assert rows.columns == stream_table_schema("pin").fieldNames()
     assert rejected.count() == 0
     got = {row["ind"]: row.asDict() for row in rows.collect()}
     assert sorted(got) == [1, 2, 3]
-    assert got[1]["title"] is None  # placeholder; and the first arrival, not the later duplicate
+    assert got[1]["title"] is None  # placeholder; and the later arrival, not the earlier one
+    assert got[1][ARRIVAL_ORDER] == "102"  # its sequence number
     assert got[1]["follower_count"] == 15_000
     assert got[1]["save_location"] == "/data/art"
     assert got[2]["follower_count"] == 1_500_000
@@ -80,6 +91,23 @@ def test_pin_rows_are_cleaned_and_first_arrival_wins(spark: SparkSession) -> Non
     assert got[3]["follower_count"] is None
     assert got[3]["tag_list"] is None and got[3]["image_src"] is None
     assert got[3]["save_location"] == "/data/travel"
+
+
+def test_greatest_sequence_number_wins_in_numeric_order(spark: SparkSession) -> None:
+    """Sequence numbers compare as numbers ("1000" after "999"), and they, not the approximate
+    arrival time, decide: two arrivals within one clock tick keep their shard order."""
+    rows = [
+        ("7", as_json(pin(7, category="later")), "streaming-t-pin", "shardId-0", "1000", T0),
+        ("7", as_json(pin(7, category="earlier")), "streaming-t-pin", "shardId-0", "999", T0),
+        ("8", as_json(pin(8, category="second")), "streaming-t-pin", "shardId-1", "20", T0),
+        ("8", as_json(pin(8, category="first")), "streaming-t-pin", "shardId-1", "3", T0),
+    ]
+    batch = spark.createDataFrame(rows, KINESIS_SCHEMA)
+    got, _ = split_batch(batch, "pin")
+    assert sorted((row["ind"], row["category"], row[ARRIVAL_ORDER]) for row in got.collect()) == [
+        (7, "later", "1000"),
+        (8, "second", "20"),
+    ]
 
 
 def test_geo_and_user_rows_are_cleaned(spark: SparkSession) -> None:
@@ -104,7 +132,7 @@ def test_geo_and_user_rows_are_cleaned(spark: SparkSession) -> None:
         ),
     ]
     rows, _ = split_batch(kinesis_rows(spark, "streaming-t-geo", geo), "geo")
-    assert rows.columns == ["ind", "country", "coordinates", "timestamp"]
+    assert rows.columns == ["ind", "country", "coordinates", "timestamp", ARRIVAL_ORDER]
     got = {row["ind"]: row for row in rows.collect()}
     assert got[7]["coordinates"] == [-12.5, 45.25]
     assert got[7]["country"] == "Cocos (Keeling) Islands"
@@ -125,7 +153,13 @@ def test_geo_and_user_rows_are_cleaned(spark: SparkSession) -> None:
     ]
     rows, _ = split_batch(kinesis_rows(spark, "streaming-t-user", users), "user")
     assert [row.asDict() for row in rows.collect()] == [
-        {"ind": 7, "user_name": "Ann Lee", "age": 33, "date_joined": datetime(2016, 2, 3, 4, 5, 6)}
+        {
+            "ind": 7,
+            "user_name": "Ann Lee",
+            "age": 33,
+            "date_joined": datetime(2016, 2, 3, 4, 5, 6),
+            ARRIVAL_ORDER: "100",
+        }
     ]
 
 
@@ -175,12 +209,40 @@ def test_layout_and_source_options_follow_config() -> None:
     assert len(checkpoints) == 3  # one checkpoint per query
     assert paths.checkpoint("geo") == "s3a://lake/root/_checkpoints/stream/abc_geo_table"
 
-    local = Settings(aws_endpoint_url="http://127.0.0.1:4566", aws_region="eu-west-1")
+    local = Settings(
+        s3_endpoint_url="http://127.0.0.1:4566",
+        kinesis_endpoint_url="http://127.0.0.1:4568",
+        aws_region="eu-west-1",
+    )
     options = kinesis_options(local, "streaming-abc-pin", "trim_horizon")
     assert options["streamName"] == "streaming-abc-pin"
-    assert options["endpoint"] == "http://127.0.0.1:4566"
+    assert options["endpoint"] == "http://127.0.0.1:4568"  # Kinesis's own, not S3's
     assert options["region"] == "eu-west-1"
     assert options["initialPosition"] == "trim_horizon"
     # on AWS/Databricks: no endpoint override and no keys, the platform's credentials apply
     cloud = Settings(aws_endpoint_url=None, aws_access_key_id=None, aws_secret_access_key=None)
     assert set(kinesis_options(cloud, "s", "latest")) == {"streamName", "initialPosition", "region"}
+
+
+def test_merge_updates_a_held_row_only_for_a_later_arrival(
+    spark: SparkSession, tmp_path: Any
+) -> None:
+    paths = StreamPaths(str(tmp_path), "t")
+    ensure_tables(spark, paths)
+    target = paths.table("pin")
+
+    def merge(*arrivals: tuple[int, str, str]) -> dict[int, tuple[str, str]]:
+        rows = [
+            ("k", as_json(pin(ind, category=category)), "s", "shardId-0", sequence, T0)
+            for ind, category, sequence in arrivals
+        ]
+        batch, _ = split_batch(spark.createDataFrame(rows, KINESIS_SCHEMA), "pin")
+        merge_rows(spark, batch, target)
+        table = spark.read.format("delta").load(target)
+        assert table.columns == stream_table_schema("pin").fieldNames()
+        return {row["ind"]: (row["category"], row[ARRIVAL_ORDER]) for row in table.collect()}
+
+    assert merge((1, "v1", "10"), (2, "w1", "11")) == {1: ("v1", "10"), 2: ("w1", "11")}
+    # a later arrival replaces the row; a replay of an older one (a redelivered batch) does not
+    assert merge((1, "v2", "100"), (2, "w0", "9")) == {1: ("v2", "100"), 2: ("w1", "11")}
+    assert merge((1, "v2", "100")) == {1: ("v2", "100"), 2: ("w1", "11")}

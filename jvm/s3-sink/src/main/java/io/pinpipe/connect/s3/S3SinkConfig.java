@@ -27,7 +27,13 @@ public final class S3SinkConfig extends AbstractConfig {
         .define("s3.retry.max.attempts", Type.INT, 10, Range.atLeast(1), Importance.LOW,
             "Attempts per S3 request before the batch is handed back to Connect for redelivery.")
         .define("flush.max.records", Type.INT, 1000, Range.atLeast(1), Importance.HIGH,
-            "Records per object: object k of a partition holds offsets [k*N, (k+1)*N).")
+            "Records per offset window: window k of a partition holds offsets [k*N, (k+1)*N)."
+            + " Fixed for a landing prefix: the task refuses to run when objects already there"
+            + " were cut with another value.")
+        .define("flush.max.bytes", Type.INT, 16 * 1024 * 1024, Range.atLeast(1), Importance.MEDIUM,
+            "Bytes per object: a window that would grow past this is written as parts, each named"
+            + " by its own first offset (a single larger record makes a part of its own). Fixed"
+            + " for a landing prefix, like flush.max.records.")
         .define("flush.interval.ms", Type.LONG, 60000L, Range.atLeast(100), Importance.HIGH,
             "Longest time a record waits before its (possibly partial) object is written.");
 
@@ -47,5 +53,6 @@ public final class S3SinkConfig extends AbstractConfig {
     }
     int retryMaxAttempts() { return getInt("s3.retry.max.attempts"); }
     int windowSize() { return getInt("flush.max.records"); }
+    int partMaxBytes() { return getInt("flush.max.bytes"); }
     long flushIntervalMs() { return getLong("flush.interval.ms"); }
 }

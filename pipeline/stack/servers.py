@@ -1,0 +1,133 @@
+"""The local stack's S3 and Kinesis servers: S3Proxy and kinesis-mock, both persisted on disk.
+
+Their data lives in the run folder's data dir (`.run/data/s3`, `.run/data/kinesis`), so `make
+down` + `make up` keeps the lake, Delta tables, stream checkpoints and unconsumed Kinesis
+records, as Kafka keeps its log; only `make clean` deletes them. The compose stack runs the same
+two servers from the same files (docker/s3proxy, node/).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+from pipeline.config import Settings
+from pipeline.config.settings import PROJECT_ROOT
+
+S3PROXY_MAIN = "org.gaul.s3proxy.Main"
+LOGBACK = PROJECT_ROOT / "docker" / "s3proxy" / "logback.xml"
+# boto3 >= 1.36 and AWS SDK v2 >= 2.30 send CRC32 checksums by default; these variables make them
+# send one only where S3 requires it, which every S3-compatible server accepts.
+CHECKSUM_ENVIRONMENT = {
+    "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+    "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+}
+
+
+def s3_data_dir(settings: Settings) -> Path:
+    return settings.data_dir / "s3"
+
+
+def kinesis_data_dir(settings: Settings) -> Path:
+    return settings.data_dir / "kinesis"
+
+
+def s3proxy_properties(host: str, port: int, basedir: Path | str) -> str:
+    """S3Proxy's configuration: the S3 API on `host:port` over the folder `basedir`.
+
+    No authorization: it listens on loopback (or a private compose network) and accepts any
+    signature, like moto server did before it. jclouds insists on an identity and a credential even
+    for a folder; these placeholders are not AWS credentials and reach no service.
+    """
+    values = {
+        "s3proxy.endpoint": f"http://{host}:{port}",
+        "s3proxy.authorization": "none",
+        # x-amz-checksum-* and similar headers of newer SDKs: accepted instead of 501
+        "s3proxy.ignore-unknown-headers": "true",
+        # objects are files, S3A's directory markers `dir/` folders; S3Proxy >= 4 lists them
+        # as S3 does, which S3A needs to see a folder Spark has just created (checkpoints)
+        "jclouds.provider": "filesystem-nio2",
+        "jclouds.filesystem.basedir": str(basedir),
+        "jclouds.identity": "local",
+        "jclouds.credential": "local",
+    }
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def s3proxy_classpath(settings: Settings) -> str:
+    return str(settings.jvm_dir / "s3proxy" / "*")
+
+
+def kinesis_mock_main(settings: Settings) -> Path:
+    """kinesis-mock's entry point, installed by `make setup` from node/package-lock.json."""
+    return settings.cache_dir / "node" / "node_modules" / "kinesis-local" / "main.js"
+
+
+def node_binary() -> str | None:
+    return shutil.which("node")
+
+
+def kinesis_environment(settings: Settings, data_dir: Path | str) -> dict[str, str]:
+    """kinesis-mock's configuration (its README, "Service Configuration").
+
+    It writes its whole state to `PERSIST_PATH` every `PERSIST_INTERVAL` and once more on SIGTERM,
+    and loads it at start: a graceful `make down` loses nothing, a crash at most 2 s.
+    """
+    main = kinesis_mock_main(settings)
+    return {
+        "KINESIS_MOCK_PLAIN_PORT": str(settings.kinesis_port),
+        "KINESIS_MOCK_TLS_PORT": str(settings.kinesis_tls_port),
+        # the TLS port's self-signed certificate ships beside main.js; its default path is relative
+        "KINESIS_MOCK_CERT_PATH": str(main.parent / "server.json"),
+        "AWS_REGION": settings.aws_region,
+        "SHOULD_PERSIST_DATA": "true",
+        "LOAD_DATA_IF_EXISTS": "true",
+        "PERSIST_PATH": str(data_dir),
+        "PERSIST_INTERVAL": "2s",
+        # the stream's shards exist when CreateStream's caller first polls (AWS takes seconds)
+        "CREATE_STREAM_DURATION": "100ms",
+        "LOG_LEVEL": "WARN",
+    }
+
+
+def write_s3proxy_config(settings: Settings) -> Path:
+    """Render S3Proxy's properties into `<run_dir>/conf` and create its data folder."""
+    data = s3_data_dir(settings)
+    data.mkdir(parents=True, exist_ok=True)
+    conf_dir = settings.run_dir / "conf"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    path = conf_dir / "s3proxy.properties"
+    path.write_text(s3proxy_properties("127.0.0.1", settings.s3_port, data))
+    return path
+
+
+def s3_ready(settings: Settings) -> bool:
+    """ListBuckets answers: S3Proxy has opened its folder and serves the S3 API."""
+    endpoint = settings.endpoint_url("s3")
+    if not endpoint:
+        return False
+    s3 = boto3.client("s3", config=_probe_config(), **settings.boto3_kwargs("s3"))
+    try:
+        s3.list_buckets()
+    except Exception:  # connection refused or 5xx while the JVM starts
+        return False
+    return True
+
+
+def kinesis_ready(settings: Settings) -> bool:
+    """ListStreams answers: kinesis-mock has loaded its persisted state and serves requests."""
+    if not settings.endpoint_url("kinesis"):
+        return False
+    kinesis = boto3.client("kinesis", config=_probe_config(), **settings.boto3_kwargs("kinesis"))
+    try:
+        kinesis.list_streams()
+    except Exception:  # connection refused while node starts
+        return False
+    return True
+
+
+def _probe_config() -> Config:
+    return Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 1})
