@@ -112,9 +112,12 @@ checkov: ## security checks of the aws target's templates (suppressions in them 
 	$(CHECKOV) -d deploy --framework cloudformation --compact --quiet
 
 test: setup lint checkov test-jvm ## lint, checkov, then every test (Java unit, unit, integration, e2e) against real components
-	$(RUN) pytest tests -q -ra --ignore=tests/compose
+	$(RUN) pytest tests -q -ra --ignore=tests/compose --ignore=tests/chaos
 
-.PHONY: chaos
+test-chaos: setup ## the reduced fault-injection run (every fault, 10,500 records per layer)
+	$(RUN) pytest tests/chaos -q -ra
+
+.PHONY: chaos test-chaos
 chaos: setup ## fault-injection suite: RUNS=3 runs x RECORDS=100000 per layer, every fault (FAULTS=...)
 	$(RUN) python -m tests.chaos.runner --runs $(or $(RUNS),3) --records $(or $(RECORDS),100000) \
 		$(if $(FAULTS),--faults $(FAULTS)) $(if $(OUT),--out $(OUT))
