@@ -33,15 +33,24 @@ pytestmark = pytest.mark.integration
 
 # -- reading the lake ---------------------------------------------------------------------------
 def landed_objects(settings: Settings, topic: str) -> dict[str, list[bytes]]:
-    """Every landed object of a topic: key → its lines."""
+    """Every landed object of a topic: key → its lines.
+
+    Read again from the listing when a listed object is missing by the time it is read: seen
+    once under load with S3Proxy's filesystem backend while the sink rewrote an open window."""
     s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
-    objects: dict[str, list[bytes]] = {}
-    paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
-        for item in page.get("Contents", []):
-            body = s3.get_object(Bucket=settings.lake_bucket, Key=item["Key"])["Body"].read()
-            objects[item["Key"]] = body.splitlines()
-    return objects
+    for attempt in range(5):
+        objects: dict[str, list[bytes]] = {}
+        paginator = s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
+                for item in page.get("Contents", []):
+                    response = s3.get_object(Bucket=settings.lake_bucket, Key=item["Key"])
+                    objects[item["Key"]] = response["Body"].read().splitlines()
+        except s3.exceptions.NoSuchKey:
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        return objects
+    raise AssertionError(f"objects of {topic} kept vanishing between listing and reading")
 
 
 def object_key(topic: str, partition: int, offset: int, window: int) -> str:
