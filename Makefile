@@ -1,4 +1,5 @@
-# The user's commands. `make up` and `make test` each run `make setup` first.
+# The user's commands. `make test` and the local target's `make up`/`make demo` run `make setup`
+# first; the docker target needs only Docker (the images resolve their dependencies themselves).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= uv
@@ -34,7 +35,7 @@ check-target:
 	@case "$(TARGET)" in local|docker) ;; \
 	  *) echo "TARGET must be local or docker, not '$(TARGET)'" >&2; exit 2 ;; esac
 
-up: setup check-target ## start the stack (TARGET=local|docker) and provision bucket, topics, streams
+up: check-target ## start the stack (TARGET=local|docker) and provision bucket, topics, streams
 	@$(MAKE) --no-print-directory up-$(TARGET) TARGET=$(TARGET)
 
 down: check-target ## stop everything the stack started (TARGET=local|docker)
@@ -48,7 +49,7 @@ status: ps ## each component's state (local: also URL and memory)
 logs: check-target ## follow the stack's logs
 	@$(MAKE) --no-print-directory logs-$(TARGET) TARGET=$(TARGET)
 
-up-local:
+up-local: setup
 	$(RUN) pinpipe up
 
 down-local:
@@ -60,8 +61,13 @@ ps-local:
 logs-local:
 	tail -n 50 -F .run/logs/*.log
 
-up-docker:
-	$(COMPOSE) up --detach --build --wait
+# .env from .env.example with plain shell: no host Python, uv, JDK or Maven on the docker target
+.env:
+	cp .env.example .env
+
+# Airflow always (the daily DAG), whatever COMPOSE_PROFILES an older .env names
+up-docker: .env
+	$(COMPOSE) --profile airflow up --detach --build --wait
 	@$(COMPOSE) ps
 	@for url in "API docs|api 8000|/openapi/swagger" "Kafka UI|kafka-ui 8080|/" "Airflow|airflow 8080|/" \
 	  "Connect|connect 8083|/connectors" "S3 (S3Proxy)|s3 4566|/" \
@@ -84,17 +90,38 @@ ps-docker:
 logs-docker:
 	$(COMPOSE) logs --follow --tail 50
 
-.PHONY: demo mwaa
-demo: setup ## on the local stack: seed, post N=3000 records, wait until landed, run the DAG, print results
+.PHONY: demo mwaa demo-local demo-docker
+demo: check-target ## on the stack of TARGET: seed, post N=3000 records, wait until landed, run the DAG, print results
+	@$(MAKE) --no-print-directory demo-$(TARGET) TARGET=$(TARGET)
+
+demo-local: setup
 	$(RUN) pinpipe demo --records $(or $(N),3000)
+
+# The same steps in the compose stack's Airflow scheduler container (Spark, the Airflow login
+# and the emulators' source database are there), after `up` (a running stack is reused); the
+# ledger and the HTML report are copied to DEMO_OUT (.run/demo-docker/).
+DEMO_OUT ?= .run/demo-docker
+demo-docker: up-docker
+	$(COMPOSE) --profile airflow exec -T airflow-scheduler pinpipe demo --records $(or $(N),3000)
+	@mkdir -p $(DEMO_OUT)
+	$(COMPOSE) --profile airflow cp airflow-scheduler:/var/lib/pinpipe/demo/. $(DEMO_OUT)/
+	@echo "demo ledger and report: $$(ls -t $(DEMO_OUT)/report-*.html | head -1)"
 
 mwaa: ## build dist/mwaa/ for Amazon MWAA: DAG folder, requirements.txt (Airflow constraints), startup.sh
 	$(RUN) pinpipe mwaa-bundle --out dist/mwaa
 
-lint: ## ruff + mypy
+.PHONY: bench
+bench: setup ## every benchmark, one table beside references (ROWS="100000 1000000"); writes bench/results.json
+	$(RUN) python bench/run_all.py $(foreach r,$(or $(ROWS),100000 1000000),--rows $(r))
+
+lint: ## ruff + mypy; the CI workflow against GitHub's workflow schema
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(UV) tool run --quiet --from check-jsonschema==$(CHECK_JSONSCHEMA_VERSION) check-jsonschema \
+	  --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+CHECK_JSONSCHEMA_VERSION := 0.35.0
 
 test-unit: setup
 	$(RUN) pytest tests/unit -q
@@ -112,7 +139,9 @@ checkov: ## security checks of the aws target's templates (suppressions in them 
 	$(CHECKOV) -d deploy --framework cloudformation --compact --quiet
 
 test: setup lint checkov test-jvm ## lint, checkov, then every test (Java unit, unit, integration, e2e) against real components
-	$(RUN) pytest tests -q -ra --ignore=tests/compose --ignore=tests/chaos
+	@# the reduced fault-injection run is not here yet: under load each fault takes minutes to
+	@# recover, which would push CI past its time limit (docs/guarantees.md); `make test-chaos` runs it
+	$(RUN) pytest tests -q -ra --durations=25 --ignore=tests/compose --ignore=tests/chaos
 
 test-chaos: setup ## the reduced fault-injection run (every fault, 10,500 records per layer)
 	$(RUN) pytest tests/chaos -q -ra

@@ -1,8 +1,8 @@
 """Benchmark of the batch job: Spark + Delta (the real job) next to DuckDB, same data, same queries.
 
 For each size it lands N synthetic source rows per topic (ids drawn with replacement, as the
-emulator does, with SPEC §1's dirty values) as JSON lines in the S3 sink's folder layout, then
-runs, each in its own process so memory is measured cleanly:
+emulator does, with data contract §1's dirty values) as JSON lines in the S3 sink's folder layout,
+then runs, each in its own process so memory is measured cleanly:
 
 - spark:  `run_batch` (bronze → silver → gold, Delta tables) into an empty lake;
 - duckdb: the same cleaning and nine queries as SQL over the same JSON lines, in memory.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -148,8 +149,38 @@ def generate_landing(landing: Path, rows: int, seed: int = 7) -> None:
 # -- the two engines (each runs in a child process) ---------------------------------------------
 
 
+def add_increment(landing: Path, rows: int, total: int, seed: int = 11) -> list[Path]:
+    """`rows` more posts per topic as new objects after the existing ones (new offsets), ids
+    drawn from the same range: some new ids, some repeated ones. Returns the objects written."""
+    rng = random.Random(seed)
+    ids = [rng.randint(1, total + rows) for _ in range(rows)]
+    written = []
+    for table in ("pin", "geo", "user"):
+        topic = f"{PREFIX}.{table}"
+        for start in range(0, rows, LINES_PER_OBJECT):
+            chunk = ids[start : start + LINES_PER_OBJECT]
+            partition = (start // LINES_PER_OBJECT) % PARTITIONS
+            offset = total + start
+            target = landing / "topics" / topic / f"partition={partition}"
+            target = target / f"{topic}+{partition}+{offset:010d}.json"
+            lines = [json.dumps(source_rows(ind)[table]) for ind in chunk]
+            target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            written.append(target)
+    return written
+
+
 @app.command("spark-child", hidden=True)
-def spark_child(landing: Path, lake: Path, results: Path, driver_memory: str = "4g") -> None:
+def spark_child(
+    landing: Path,
+    lake: Path,
+    results: Path,
+    driver_memory: str = "2g",
+    increment_rows: int = 0,
+    total_rows: int = 0,
+) -> None:
+    """The job into an empty lake; then, with `increment_rows`, a run over unchanged landing
+    (nothing new) and a run after `increment_rows` more rows per topic landed."""
+    started = time.perf_counter()
     from pipeline.config import get_settings
     from pipeline.spark_session import get_spark
     from pipeline.transform.job import read_gold, run_batch, topics_for, write_results_json
@@ -157,11 +188,24 @@ def spark_child(landing: Path, lake: Path, results: Path, driver_memory: str = "
     settings = get_settings().model_copy(update={"spark_driver_memory": driver_memory})
     spark = get_spark("pinpipe-bench", settings)
     spark.sparkContext.setLogLevel("ERROR")
+    figures = {"session_seconds": time.perf_counter() - started}
     started = time.perf_counter()
     run_batch(spark, str(landing), str(lake), topics_for(PREFIX))
-    job_seconds = time.perf_counter() - started
+    figures["job_seconds"] = time.perf_counter() - started
     write_results_json(read_gold(spark, str(lake)), results)
-    print(json.dumps({"job_seconds": job_seconds}))
+    if increment_rows:
+        started = time.perf_counter()
+        run_batch(spark, str(landing), str(lake), topics_for(PREFIX))
+        figures["unchanged_seconds"] = time.perf_counter() - started
+        written = add_increment(landing, increment_rows, total_rows)
+        try:
+            started = time.perf_counter()
+            run_batch(spark, str(landing), str(lake), topics_for(PREFIX))
+            figures["increment_seconds"] = time.perf_counter() - started
+        finally:
+            for path in written:
+                path.unlink()
+    print(json.dumps(figures))
 
 
 DUCKDB_SQL = r"""
@@ -315,6 +359,7 @@ class Measured:
     job_seconds: float
     process_seconds: float
     peak_rss_bytes: int
+    figures: dict[str, float]
 
 
 def _tree_rss(process: psutil.Process) -> int:
@@ -353,7 +398,7 @@ def measure(arguments: list[str]) -> Measured:
     if child.returncode != 0:
         raise RuntimeError(f"{arguments[2]} failed ({child.returncode}):\n{stderr[-3000:]}")
     reported = json.loads(stdout.strip().splitlines()[-1])
-    return Measured(float(reported["job_seconds"]), elapsed, peak)
+    return Measured(float(reported["job_seconds"]), elapsed, peak, reported)
 
 
 def _same_results(left: dict[str, list[dict[str, Any]]], right: dict[str, Any]) -> list[str]:
@@ -376,6 +421,10 @@ def _same_results(left: dict[str, list[dict[str, Any]]], right: dict[str, Any]) 
     return differing
 
 
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def main(
     rows: Annotated[
         list[int] | None, typer.Option("--rows", help="source rows per topic (repeatable)")
@@ -383,17 +432,46 @@ def main(
     workdir: Annotated[Path, typer.Option(help="where landed data and lakes go")] = (
         PROJECT_ROOT / ".run" / "bench" / "batch"
     ),
-    driver_memory: Annotated[str, typer.Option(help="Spark driver memory")] = "4g",
+    driver_memory: Annotated[
+        str, typer.Option(help="Spark driver memory (default: the pipeline's setting)")
+    ] = "",
+    increment: Annotated[
+        float, typer.Option(help="after each size's run, land this share more and run again")
+    ] = 0.01,
+    json_out: Annotated[Path | None, typer.Option(help="also write the figures here")] = None,
 ) -> None:
-    """Time the batch job (Spark + Delta) and DuckDB on the same landed JSON lines."""
+    """Time the batch job (Spark + Delta) and DuckDB on the same landed JSON lines, plus the
+    job's fixed cost on empty input and its cost for a small increment."""
     import shutil
 
-    sizes = rows or [100_000, 1_000_000]
-    console = Console(width=130)
-    table = Table(title="batch job: Spark + Delta vs DuckDB (same JSON lines, same 9 queries)")
+    from pipeline.config import get_settings
+
+    driver_memory = driver_memory or get_settings().spark_driver_memory
+    sizes = rows if rows is not None else [100_000, 1_000_000]
+    console = Console(width=140)
+    table = Table(
+        title=f"batch job: Spark + Delta (driver {driver_memory}) vs DuckDB, same JSON lines, "
+        "same 9 queries"
+    )
     for column in ("source rows/topic", "engine", "job s", "process s", "rows/s", "peak RSS MiB",
-                   "same results"):  # fmt: skip
+                   "same results", "load avg"):  # fmt: skip
         table.add_column(column, justify="right")
+    script = [sys.executable, str(Path(__file__).resolve())]
+    figures: dict[str, Any] = {"driver_memory": driver_memory, "sizes": {}}
+
+    empty_landing, empty_lake = workdir / "landing-empty", workdir / "lake-empty"
+    empty_landing.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(empty_lake, ignore_errors=True)
+    empty = measure([*script, "spark-child", str(empty_landing), str(empty_lake),
+                     str(workdir / "spark-empty.json"), "--driver-memory", driver_memory,
+                     "--increment-rows", "0"])  # fmt: skip
+    load = _load()
+    figures["empty"] = {**empty.figures, "process_seconds": empty.process_seconds,
+                        "peak_rss_bytes": empty.peak_rss_bytes, "load": load}  # fmt: skip
+    table.add_row("0 (empty)", "spark+delta", f"{empty.job_seconds:.1f}",
+                  f"{empty.process_seconds:.1f}", "", f"{empty.peak_rss_bytes / 2**20:,.0f}", "",
+                  load)  # fmt: skip
+
     for size in sizes:
         landing = workdir / f"landing-{size}"
         started = time.perf_counter()
@@ -407,17 +485,27 @@ def main(
             workdir / f"spark-{size}.json",
             workdir / f"duckdb-{size}.json",
         )
-        script = [sys.executable, str(Path(__file__).resolve())]
+        increment_rows = max(1, round(size * increment)) if increment else 0
         runs = {
-            "spark+delta": measure([*script, "spark-child", str(landing), str(lake),
-                                    str(spark_results), "--driver-memory", driver_memory]),
             "duckdb": measure([*script, "duckdb-child", str(landing), str(duck_results)]),
+            "spark+delta": measure([*script, "spark-child", str(landing), str(lake),
+                                    str(spark_results), "--driver-memory", driver_memory,
+                                    "--increment-rows", str(increment_rows),
+                                    "--total-rows", str(size)]),
         }  # fmt: skip
+        load = _load()
         differing = _same_results(
             json.loads(spark_results.read_text(encoding="utf-8")),
             json.loads(duck_results.read_text(encoding="utf-8")),
         )
         verdict = "yes" if not differing else "no: " + ", ".join(differing)
+        size_figures: dict[str, Any] = {
+            engine: {**measured.figures, "process_seconds": measured.process_seconds,
+                     "peak_rss_bytes": measured.peak_rss_bytes}
+            for engine, measured in runs.items()
+        }  # fmt: skip
+        size_figures |= {"same_results": not differing, "increment_rows": increment_rows}
+        figures["sizes"][str(size)] = size_figures | {"load": load}
         for engine, measured in runs.items():
             table.add_row(
                 f"{size:,}",
@@ -427,12 +515,29 @@ def main(
                 f"{3 * size / measured.job_seconds:,.0f}",
                 f"{measured.peak_rss_bytes / 2**20:,.0f}",
                 verdict,
+                load,
             )
-        console.print(table)
+        spark_figures = runs["spark+delta"].figures
+        if "increment_seconds" in spark_figures:
+            table.add_row(
+                f"+{increment_rows:,} ({increment:.0%})",
+                "spark+delta",
+                f"{spark_figures['increment_seconds']:.1f}",
+                f"unchanged: {spark_figures['unchanged_seconds']:.1f}",
+                f"{spark_figures['increment_seconds'] / spark_figures['job_seconds']:.0%} of full",
+                "",
+                "",
+                load,
+            )
+    console.print(table)
     console.print(
         "rows/s = 3 x source rows (pin, geo, user lines) / job seconds; process s includes "
-        "interpreter and JVM start-up; peak RSS sums the process tree."
+        "interpreter and JVM start-up; peak RSS sums the process tree; the increment row is a "
+        "run after that share more rows landed as new objects (unchanged: a run with nothing "
+        "new); load avg is the 1/5/15-minute load after the size's runs."
     )
+    if json_out is not None:
+        json_out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The daily batch DAG: wait for landed data → run the batch job → check data quality → report.
+"""The daily batch DAG: wait for landed data → batch job (gold staged) → check → publish → report.
 
 Wiring only: every choice (schedule, retries, which operator runs Spark on this target, the
 paths and names) comes from `pipeline.orchestrate.dag` and the settings (environment, `.env`).
@@ -25,5 +25,9 @@ with DAG(parts.DAG_ID, **parts.dag_arguments(settings)):
         parts.quality_arguments(settings),
         retries=0,  # failed checks fail the run at once: a retry would see the same data
     )
+    # write-audit-publish: gold reaches readers only after the checks passed
+    publish = parts.spark_job(
+        settings, "publish_gold", parts.PUBLISH_JOB, parts.publish_arguments(settings)
+    )
     report = parts.write_report(settings)
-    landed >> batch >> quality >> report
+    landed >> batch >> quality >> publish >> report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from pipeline.config.cli import register as register_config
 from pipeline.deploy.cli import register as register_deploy
 from pipeline.ingest.cli import register as register_ingest
 from pipeline.land.cli import register_commands as register_land
@@ -30,6 +31,7 @@ register_stream(app)
 register_deploy(app)
 register_orchestrate(app)
 register_report(app)
+register_config(app)
 
 if __name__ == "__main__":
     app()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _VERSION_SUFFIX = re.compile(r"-\d[\w.\-]*\.jar$")
+LOOPBACK = "127.0.0.1"
 
 
 def on_databricks() -> bool:
@@ -68,6 +70,13 @@ def get_spark(app_name: str = "pinpipe", settings: Settings | None = None) -> Sp
     if on_databricks():
         return SparkSession.builder.getOrCreate()
     settings = settings or get_settings()
+    if settings.target == "local":
+        # the driver, its block manager and the Spark UI listen on loopback, like every other
+        # server of the local stack (Spark binds its UI to SPARK_LOCAL_IP, else all interfaces)
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    # Python workers (UDFs, the Python Kinesis source) run this interpreter, the one with the
+    # project's packages, not the first `python3` on PATH (a supervised job's PATH has no venv)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(settings.spark_master)
@@ -78,6 +87,8 @@ def get_spark(app_name: str = "pinpipe", settings: Settings | None = None) -> Sp
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        # schemas of the tables by name (pipeline.tables) go here, not into the working directory
+        .config("spark.sql.warehouse.dir", str(settings.run_dir / "spark-warehouse"))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.databricks.delta.snapshotPartitions", "2")

@@ -11,20 +11,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings, get_settings
+from pipeline.config.settings import local_port_variables
 
 # Ports apart from a developer's running stack (9092, 8083, 4566, ...), so tests never touch it.
 # PINPIPE_TEST_PORT_OFFSET moves them all, e.g. to run two test sessions side by side.
 PORT_OFFSET = int(os.environ.get("PINPIPE_TEST_PORT_OFFSET", "10000"))
-DEFAULT_PORTS = {
-    "PINPIPE_KAFKA_PORT": 9092,
-    "PINPIPE_KAFKA_CONTROLLER_PORT": 9093,
-    "PINPIPE_CONNECT_PORT": 8083,
-    "PINPIPE_S3_PORT": 4566,
-    "PINPIPE_KINESIS_PORT": 4568,
-    "PINPIPE_KINESIS_TLS_PORT": 4569,
-    "PINPIPE_API_PORT": 8000,
-    "PINPIPE_AIRFLOW_PORT": 8080,
-}
+DEFAULT_PORTS = local_port_variables()
 TEST_PORTS = {key: port + PORT_OFFSET for key, port in DEFAULT_PORTS.items()}
 TEST_ENV = {
     "PINPIPE_TARGET": "local",

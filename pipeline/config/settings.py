@@ -21,7 +21,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Target = Literal["local", "docker", "aws"]
-AwsService = Literal["s3", "kinesis"]
+AwsService = Literal["s3", "kinesis", "sns"]
 TABLES: tuple[str, ...] = ("pin", "geo", "user")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -38,28 +38,38 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    target: Target = "local"
+    target: Target = Field(default="local", description="which target's defaults apply")
 
     # -- where the local stack keeps its state --------------------------------------------
     run_dir: Path = Field(default=PROJECT_ROOT / ".run", description="logs, data, pid files")
     cache_dir: Path = Field(default=PROJECT_ROOT / ".cache", description="resolved JVM jars")
 
     # -- Kafka (MSK in the cloud) -----------------------------------------------------------
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_port: int = 9092
-    kafka_controller_port: int = 9093
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["", "OAUTHBEARER"] = ""
-    kafka_topic_partitions: int = 3
-    kafka_heap: str = "512m"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", description="brokers the clients connect to (MSK on aws)"
+    )
+    kafka_port: int = Field(default=9092, description="local broker's client port")
+    kafka_controller_port: int = Field(default=9093, description="local KRaft controller port")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="Kafka clients' protocol; SASL_SSL for MSK"
+    )
+    kafka_sasl_mechanism: Literal["", "OAUTHBEARER"] = Field(
+        default="", description="OAUTHBEARER: MSK IAM tokens signed from the AWS credential chain"
+    )
+    kafka_topic_partitions: int = Field(default=3, description="partitions of each topic")
+    kafka_heap: str = Field(default="512m", description="JVM heap of the local broker")
 
     # -- Kafka Connect (MSK Connect) ---------------------------------------------------------
-    connect_url: str = "http://127.0.0.1:8083"
-    connect_port: int = 8083
-    connect_heap: str = "512m"
+    connect_url: str = Field(
+        default="http://127.0.0.1:8083", description="Kafka Connect's REST API"
+    )
+    connect_port: int = Field(default=8083, description="local Connect worker's REST port")
+    connect_heap: str = Field(default="512m", description="JVM heap of the local Connect worker")
 
     # -- the landing zone (Kafka Connect S3 sink; MSK Connect in the cloud) ---------------
-    connector_name: str = "pinpipe-s3-sink"
+    connector_name: str = Field(
+        default="pinpipe-s3-sink", description="the S3 sink connector's name"
+    )
     landing_flush_max_records: int = Field(default=500, description="records per S3 object")
     landing_flush_max_bytes: int = Field(
         default=16 * 1024 * 1024, description="bytes per S3 object: a larger window lands in parts"
@@ -67,7 +77,9 @@ class Settings(BaseSettings):
     landing_flush_interval_ms: int = Field(
         default=60_000, description="longest wait before a quiet topic's records land"
     )
-    kafka_replication_factor: int = 1
+    kafka_replication_factor: int = Field(
+        default=1, description="copies of each topic's records (and of the dead-letter topic)"
+    )
 
     # -- S3 and Kinesis (S3Proxy and kinesis-mock locally, persisted in the run folder) -------
     # As in the AWS SDKs: a service's own endpoint (AWS_ENDPOINT_URL_S3, ..._KINESIS) wins over
@@ -75,39 +87,54 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL", "PINPIPE_AWS_ENDPOINT_URL"),
+        description="one endpoint for every AWS service (e.g. LocalStack); unset: AWS itself",
     )
     s3_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "PINPIPE_S3_ENDPOINT_URL"),
+        description="S3 endpoint; on local it follows the S3 port",
     )
     kinesis_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_ENDPOINT_URL_KINESIS", "PINPIPE_KINESIS_ENDPOINT_URL"),
+        description="Kinesis endpoint; on local it follows the Kinesis port",
     )
     aws_region: str = Field(
         default="us-east-1",
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "PINPIPE_AWS_REGION"),
+        description="AWS region",
     )
     aws_access_key_id: str | None = Field(
-        default="test", validation_alias=AliasChoices("AWS_ACCESS_KEY_ID")
+        default="test",
+        validation_alias=AliasChoices("AWS_ACCESS_KEY_ID"),
+        description="the local servers accept any; on aws the standard credential chain",
     )
     aws_secret_access_key: SecretStr | None = Field(
-        default=SecretStr("test"), validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY")
+        default=SecretStr("test"),
+        validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY"),
+        description="goes with AWS_ACCESS_KEY_ID",
     )
     s3_port: int = Field(default=4566, description="local S3 server (S3Proxy)")
     kinesis_port: int = Field(default=4568, description="local Kinesis server (kinesis-mock), HTTP")
     kinesis_tls_port: int = Field(default=4569, description="kinesis-mock's HTTPS port (unused)")
-    s3_heap: str = "256m"
-    s3_path_style: bool = True
-    lake_bucket: str = "pinpipe-lake"
-    kinesis_shards: int = 1
+    s3_heap: str = Field(default="256m", description="JVM heap of the local S3 server")
+    s3_path_style: bool = Field(default=True, description="path-style S3 requests (local servers)")
+    lake_bucket: str = Field(
+        default="pinpipe-lake", description="the lake bucket: landing zone and Delta tables"
+    )
+    kinesis_shards: int = Field(default=1, description="shards of each stream")
 
-    # -- names of SPEC §2 ---------------------------------------------------------------------
-    topic_prefix: str = "pinpipe"
+    # -- names of data contract §2.5 -----------------------------------------------------------
+    topic_prefix: str = Field(
+        default="pinpipe",
+        description="topics `<prefix>.pin|geo|user`, streams `streaming-<prefix>-pin|geo|user`",
+    )
 
     # -- the ingestion API -----------------------------------------------------------------
-    api_url: str = "http://127.0.0.1:8000"
-    api_port: int = 8000
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="where the emulator posts (the ingestion API)"
+    )
+    api_port: int = Field(default=8000, description="port the ingestion API listens on")
     api_keys: list[str] = Field(default_factory=list, description="x-api-key values; empty = open")
     api_timeout_s: float = Field(
         default=5.0, gt=0, description="max wait for Kafka/Kinesis before the API answers 503"
@@ -123,11 +150,11 @@ class Settings(BaseSettings):
     )
 
     # -- Spark (Databricks in the cloud) ----------------------------------------------------
-    spark_master: str = "local[2]"
-    spark_driver_memory: str = "2g"
-    spark_shuffle_partitions: int = 4
+    spark_master: str = Field(default="local[2]", description="Spark master of local jobs")
+    spark_driver_memory: str = Field(default="2g", description="Spark driver memory")
+    spark_shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions")
     lake_root: str = Field(
-        default="", description="Delta lake root; s3a://<lake_bucket>/lake if empty"
+        default="", description="Delta lake root; `s3a://<lake_bucket>/lake` if empty"
     )
     stream_enabled: bool = Field(
         default=True, description="run the streaming job as part of the local stack"
@@ -142,8 +169,10 @@ class Settings(BaseSettings):
 
     # -- orchestration: the daily batch DAG on Airflow (MWAA in the cloud) ----------------------
     airflow_enabled: bool = Field(default=True, description="run Airflow in the local stack")
-    airflow_port: int = 8080
-    airflow_url: str = "http://127.0.0.1:8080"
+    airflow_port: int = Field(default=8080, description="Airflow api-server port (UI, REST API)")
+    airflow_url: str = Field(
+        default="http://127.0.0.1:8080", description="Airflow's UI and REST API"
+    )
     airflow_db_url: SecretStr | None = Field(
         default=None, description="Airflow metadata DB (SQLAlchemy URL); SQLite in the run folder"
     )
@@ -153,7 +182,33 @@ class Settings(BaseSettings):
     )
     landed_wait_timeout_s: int = Field(default=6 * 3600, gt=0, description="sensor gives up after")
     landed_poke_interval_s: int = Field(default=60, gt=0, description="sensor checks this often")
-    databricks_conn_id: str = "databricks_default"
+    dag_task_timeout_s: int = Field(
+        default=2 * 3600, gt=0, description="a DAG task running longer fails (execution_timeout)"
+    )
+    dag_run_timeout_s: int = Field(
+        default=20 * 3600, gt=0, description="a DAG run longer fails, before the next day's is due"
+    )
+    alert_webhook_url: str = Field(
+        default="", description="a failed DAG task or run POSTs a JSON alert here (e.g. Slack)"
+    )
+    alert_sns_topic_arn: str = Field(
+        default="", description="a failed DAG task or run is published to this SNS topic"
+    )
+    quality_max_reject_rate: float = Field(
+        default=0.05, ge=0, le=1, description="most rejected/landed rows in a run's window"
+    )
+    quality_max_staleness_s: int = Field(
+        default=12 * 3600, gt=0, description="newest landed row at most this old at window end"
+    )
+    table_catalog: str = Field(
+        default="", description="catalog of the tables by name (Unity Catalog); empty: session's"
+    )
+    table_schema_prefix: str = Field(
+        default="", description="schemas are <prefix><layer>: bronze, silver, gold, stream"
+    )
+    databricks_conn_id: str = Field(
+        default="databricks_default", description="Airflow connection to Databricks (aws)"
+    )
     databricks_cluster_id: str = Field(default="", description="existing cluster the jobs run on")
     databricks_code_root: str = Field(
         default="", description="Databricks folder (workspace, Volume, S3) holding pipeline/"
@@ -161,7 +216,9 @@ class Settings(BaseSettings):
     databricks_wheel: str = Field(default="", description="pinpipe wheel installed on the cluster")
 
     # -- the source database (RDS MySQL in the cloud original) ----------------------------
-    source_db_url: str = ""
+    source_db_url: str = Field(
+        default="", description="SQLAlchemy URL of the source database; SQLite in the run folder"
+    )
 
     @property
     def topics(self) -> dict[str, str]:
@@ -212,7 +269,7 @@ class Settings(BaseSettings):
 
     def endpoint_url(self, service: AwsService) -> str | None:
         """The endpoint of `service`: its own, else AWS_ENDPOINT_URL, else None (real AWS)."""
-        own = self.s3_endpoint_url if service == "s3" else self.kinesis_endpoint_url
+        own = {"s3": self.s3_endpoint_url, "kinesis": self.kinesis_endpoint_url}.get(service)
         return own or self.aws_endpoint_url
 
     def boto3_kwargs(self, service: AwsService) -> dict[str, Any]:
@@ -254,6 +311,11 @@ class LocalSettings(Settings):
     """
 
     target: Target = "local"
+    # A partly filled window lands after 10 s, not 60: on one machine a rewrite is cheap, and
+    # `make demo` waits for the landing of its last records (issue #15).
+    landing_flush_interval_ms: int = Field(
+        default=10_000, description="longest wait before a quiet topic's records land"
+    )
 
     @model_validator(mode="after")
     def _urls_follow_ports(self) -> LocalSettings:
@@ -320,6 +382,16 @@ _BY_TARGET: dict[str, type[Settings]] = {
     "docker": DockerSettings,
     "aws": AwsSettings,
 }
+
+
+def local_port_variables() -> dict[str, int]:
+    """Every port the local stack listens on, as its `PINPIPE_*` variable and default: tests and
+    benches move them all by an offset to run stacks apart from a developer's."""
+    return {
+        f"PINPIPE_{name.upper()}": int(field.default)
+        for name, field in Settings.model_fields.items()
+        if name.endswith("_port")
+    }
 
 
 def _target_from_env() -> str:

@@ -6,7 +6,8 @@
 - the pipeline wheel (`uv build`), which the Databricks jobs install and run;
 - the MWAA bundle (the MWAA packaging target's dags/ and requirements.txt) and the startup
   script with the stage's settings;
-- the API image (images/api/Dockerfile), tagged by a hash of its inputs and pushed to ECR.
+- the API image (images/pipeline/Dockerfile, target api), tagged by a hash of its inputs and
+  pushed to ECR.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ PLUGIN_NAME = "pinpipe-s3-sink"
 # a fixed timestamp makes the zip a function of the jars alone
 _ZIP_EPOCH = (2020, 1, 1, 0, 0, 0)
 IMAGE_INPUTS = (
-    "images/api/Dockerfile",
+    "images/pipeline/Dockerfile",
     "pyproject.toml",
     "uv.lock",
     "README.md",
@@ -219,7 +220,9 @@ def push_commands(image_uri: str) -> list[list[str]]:
             "--platform",
             "linux/amd64",
             "--file",
-            "images/api/Dockerfile",
+            "images/pipeline/Dockerfile",
+            "--target",
+            "api",
             "--tag",
             image_uri,
             ".",

@@ -21,7 +21,7 @@ Env = dict[str, str]
 
 
 def base_env(state: StageState) -> Env:
-    """What every component shares: target, region, names of SPEC §2, the lake bucket."""
+    """What every component shares: target, region, names of data contract §2.5, the lake bucket."""
     return {
         "PINPIPE_TARGET": "aws",
         "AWS_REGION": state.region,
@@ -59,8 +59,18 @@ def connect_env(state: StageState) -> Env:
 
 
 def databricks_env(state: StageState) -> Env:
-    """Spark environment of the Databricks job clusters (S3 and Kinesis by instance profile)."""
-    return base_env(state)
+    """Spark environment of the Databricks job clusters (S3 and Kinesis by instance profile);
+    the tables are registered by name in the stage's catalog when one is configured."""
+    env = base_env(state)
+    if state.config.table_catalog:
+        env["PINPIPE_TABLE_CATALOG"] = state.config.table_catalog
+    return env
+
+
+def alarm_topic_arn(state: StageState) -> str:
+    """The stage's alarm topic (deploy/cloudformation/alarms.yaml names it by the stage), where
+    the DAG's failure alerts go too."""
+    return f"arn:aws:sns:{state.region}:{state.account}:pinpipe-{state.config.stage}-alarms"
 
 
 def mwaa_env(state: StageState) -> Env:
@@ -75,6 +85,8 @@ def mwaa_env(state: StageState) -> Env:
     }
     if state.config.databricks_cluster_id:
         env["PINPIPE_DATABRICKS_CLUSTER_ID"] = state.config.databricks_cluster_id
+    if "alarms" in state.config.components:
+        env["PINPIPE_ALERT_SNS_TOPIC_ARN"] = alarm_topic_arn(state)
     return env
 
 

@@ -26,11 +26,21 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
 JOBS_FILE = PROJECT_ROOT / "deploy" / "databricks" / "jobs.yaml"
+# The Databricks Runtimes the jobs are tested against, with their Apache Spark version: the wheel
+# leaves Spark and Delta to the runtime, so its Spark must be the one the `spark` extra pins
+# (pyproject; the tests run on it). 17.3 LTS: Spark 4.0.0, Delta 4.0.
+TESTED_RUNTIMES: dict[str, str] = {"17.3.x-scala2.13": "4.0.0"}
 
 
 def job_settings(state: StageState, definition: Path = JOBS_FILE) -> dict[str, JobSettings]:
     """The stage's jobs (`batch`, `stream`) as the SDK's request type."""
     config = state.config
+    if config.databricks_spark_version not in TESTED_RUNTIMES:
+        raise DeployError(
+            f"Databricks Runtime {config.databricks_spark_version!r} is not one the jobs are "
+            f"tested against ({', '.join(TESTED_RUNTIMES)}): its Spark may differ from the "
+            "pinned pyspark"
+        )
     values = {
         "stage": config.stage,
         "spark_version": config.databricks_spark_version,

@@ -71,6 +71,10 @@ class StageConfig(BaseSettings):
         default="", description="existing cluster for the jobs; the MWAA DAG's runs need one"
     )
     databricks: bool = Field(default=True, description="deploy the Databricks jobs too")
+    table_catalog: str = Field(
+        default="",
+        description="Unity Catalog catalog the jobs register the tables in; empty: the workspace's",
+    )
     skip: str = Field(
         default="",
         pattern=r"^(({o})(,({o}))*)?$".format(o="api|gateway|connect|mwaa|alarms"),

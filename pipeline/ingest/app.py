@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 from typing import Any, TypeVar
 
 from flask import Response, g, request
@@ -77,6 +78,7 @@ KAFKA_MEDIA_TYPES = ("application/vnd.kafka.json.v2+json", "application/vnd.kafk
 KINESIS_MEDIA_TYPES = ("application/json",)
 API_KEY_HEADER = "x-api-key"
 EXTENSION = "pinpipe.ingest"
+API_TITLE = "pinpipe ingestion API"
 
 TAG_KAFKA = Tag(name="kafka", description="Kafka REST Proxy v2: produce to the batch layer")
 TAG_KINESIS = Tag(name="kinesis", description="API Gateway Kinesis proxy: the stream layer")
@@ -205,7 +207,7 @@ def create_app(
     app = IngestOpenAPI(
         __name__,
         info=Info(
-            title="pinpipe ingestion API",
+            title=API_TITLE,
             version="1.0.0",
             description=(
                 "Kafka REST Proxy v2 (`POST /topics/{topic}`) and API Gateway Kinesis proxy "
@@ -225,6 +227,7 @@ def create_app(
         Metrics(),
         sink_slots=threads,
     )
+    ingest.metrics.watch_kafka(ingest.kafka)
     app.extensions[EXTENSION] = ingest
     atexit.register(ingest.close)
     security: list[dict[str, list[Any]]] | None = [{"api_key": []}] if keys else None
@@ -650,7 +653,44 @@ def _caller_has_key(ingest: Ingest) -> bool:
     return not keys or any(hmac.compare_digest(given, key) for key in keys)
 
 
+class ApiIndex(BaseModel):
+    """`GET /`: what this server is and where to go next."""
+
+    name: str
+    links: dict[str, str]
+
+
+def _index_links(app: IngestOpenAPI) -> dict[str, str]:
+    docs = app.doc_prefix
+    return {
+        "docs": f"{docs}/swagger",
+        "openapi": f"{docs}/openapi.json",
+        "health": "/healthz",
+        "ready": "/readyz",
+        "metrics": "/metrics",
+    }
+
+
+def _index_html(index: ApiIndex) -> str:
+    name = escape(index.name)
+    items = "".join(
+        f'<li><a href="{escape(url)}">{escape(what)}</a>: {escape(url)}</li>'
+        for what, url in index.links.items()
+    )
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{name}</title></head>"
+        f"<body><h1>{name}</h1><ul>{items}</ul></body></html>"
+    )
+
+
 def _register_operations(app: IngestOpenAPI, ingest: Ingest, route: Register) -> None:
+    def index() -> Any:
+        body = ApiIndex(name=API_TITLE, links=_index_links(app))
+        # a browser asking for the root gets the links as a page; any other client, JSON
+        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+            return Response(_index_html(body), mimetype="text/html")
+        return body.model_dump()
+
     def healthz() -> Any:
         return {"status": "ok"}
 
@@ -659,7 +699,8 @@ def _register_operations(app: IngestOpenAPI, ingest: Ingest, route: Register) ->
         for name, probe in (("kafka", ingest.kafka.check), ("kinesis", ingest.kinesis.check)):
             try:
                 checks[name] = Check(ok=True, detail=probe())
-            except (ApiError, KafkaUnavailable, TopicNotFound) as error:
+            # whatever a probe raises (a bad bootstrap address too) means "not ready", never a 500
+            except Exception as error:
                 detail = error.message if isinstance(error, ApiError) else str(error)
                 if isinstance(error, TopicNotFound):
                     detail = f"topics missing: {detail}"
@@ -677,6 +718,14 @@ def _register_operations(app: IngestOpenAPI, ingest: Ingest, route: Register) ->
         )
 
     ops = RouteInfo(protected=False)
+    route(
+        "get",
+        "/",
+        _named("index", index, "Links to the API docs, health, readiness and metrics", {}),
+        info=ops,
+        ok=ApiIndex,
+        tags=[TAG_OPS],
+    )
     route(
         "get",
         "/healthz",

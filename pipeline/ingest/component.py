@@ -7,7 +7,7 @@ import sys
 import requests
 
 from pipeline.config import Settings
-from pipeline.stack.components import Component, pipeline_environment
+from pipeline.stack.components import PRIORITY_PRODUCER, Component, pipeline_environment
 
 
 def api_ready(settings: Settings) -> bool:
@@ -42,5 +42,6 @@ def api_components(settings: Settings) -> list[Component]:
             # gunicorn's graceful shutdown: in-flight requests (up to 2 x api_timeout_s), then
             # the bounded producer flush; SIGKILL only after that
             stop_timeout_s=2 * settings.api_timeout_s + settings.api_shutdown_flush_s + 10,
+            priority=PRIORITY_PRODUCER,
         )
     ]

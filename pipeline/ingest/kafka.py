@@ -78,6 +78,8 @@ class PendingBatch:
     order: list[int] = field(default_factory=list)
     arrivals: list[tuple[KafkaError | None, int, int]] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    # each acknowledged record's produce-to-ack time (librdkafka's), for the API's metrics
+    on_latency: Callable[[float], None] | None = None
     _remaining: int = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -88,7 +90,9 @@ class PendingBatch:
         if self.size == 0:
             self.done.set()
 
-    def _count(self) -> None:
+    def _count(self, message: Message) -> None:
+        if self.on_latency is not None and (latency := message.latency()) is not None:
+            self.on_latency(latency)
         with self._lock:
             self._remaining -= 1
             if self._remaining == 0:
@@ -96,7 +100,7 @@ class PendingBatch:
 
     def in_order(self, error: KafkaError | None, message: Message) -> None:
         self.arrivals.append((error, cast(int, message.partition()), cast(int, message.offset())))
-        self._count()
+        self._count(message)
 
     def reporter(self, index: int) -> Callable[[KafkaError | None, Message], None]:
         def on_delivery(error: KafkaError | None, message: Message) -> None:
@@ -104,7 +108,7 @@ class PendingBatch:
                 self.results[index] = (cast(int, message.partition()), cast(int, message.offset()))
             else:
                 self.errors[index] = error
-            self._count()
+            self._count(message)
 
         return on_delivery
 
@@ -150,6 +154,7 @@ class KafkaDelivery:
         self._poller: threading.Thread | None = None
         self._partitions: dict[str, tuple[int, float]] = {}
         self._round_robin = itertools.count()
+        self.on_latency: Callable[[float], None] | None = None  # see PendingBatch.on_latency
 
     # -- producer lifecycle --------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -238,6 +243,11 @@ class KafkaDelivery:
         )
         return remaining
 
+    def queue_depth(self) -> int:
+        """Records produced and not yet acknowledged or failed (librdkafka's queue)."""
+        producer = self._producer
+        return len(producer) if producer is not None else 0
+
     # -- metadata ------------------------------------------------------------------------------
     def partitions(self, topic: str) -> int:
         """Partition count of `topic`; raises TopicNotFound or KafkaUnavailable."""
@@ -277,7 +287,7 @@ class KafkaDelivery:
     def send(self, topic: str, records: Sequence[OutgoingRecord], deadline: float) -> PendingBatch:
         """Hand records to librdkafka (waiting for queue space up to `deadline`)."""
         producer = self.producer()
-        batch = PendingBatch(len(records))
+        batch = PendingBatch(len(records), on_latency=self.on_latency)
         batch_partition: int | None = None
         if any(record.partition is not None for record in records):
             # produce_batch ignores a per-message partition: records that name one go one by one

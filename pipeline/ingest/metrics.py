@@ -5,6 +5,8 @@ The server runs one gunicorn worker with threads, so the process's registry is t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -15,6 +17,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from pipeline.ingest.kafka import KafkaDelivery
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -64,6 +69,23 @@ class Metrics:
             "Requests currently using a sink (Kafka or Kinesis): at most --threads",
             registry=self.registry,
         )
+
+        self.kafka_queue = Gauge(
+            "pinpipe_api_kafka_producer_queue_messages",
+            "Records in the Kafka producer's queue: produced, not yet acknowledged or failed",
+            registry=self.registry,
+        )
+        self.kafka_record_latency = Histogram(
+            "pinpipe_api_kafka_record_delivery_seconds",
+            "Per record, from produce() to the broker's acknowledgement (librdkafka's latency)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch_kafka(self, delivery: KafkaDelivery) -> None:
+        """Read the producer's queue depth at each scrape; observe each record's delivery."""
+        self.kafka_queue.set_function(lambda: float(delivery.queue_depth()))
+        delivery.on_latency = self.kafka_record_latency.observe
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

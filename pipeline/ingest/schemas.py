@@ -1,10 +1,11 @@
 """Pydantic models of everything the ingestion API reads and writes.
 
 The same models validate requests and generate the OpenAPI document, so the document cannot drift
-from what the API accepts. Rows are validated as the emulator sends them (SPEC §1-2): datetimes are
-ISO 8601 text, `follower_count` is text (`437`, `15k`, `User Info Error`), and the placeholders of
-SPEC §1 are ordinary values. Validation is strict (no type coercion: `"5"` is not an integer) and
-rejects unknown fields, so a typo in a field name is reported instead of silently dropped.
+from what the API accepts. Rows are validated as the emulator sends them (data contract §1-2):
+datetimes are ISO 8601 text, `follower_count` is text (`437`, `15k`, `User Info Error`), and the
+placeholders of data contract §1 are ordinary values. Validation is strict (no type coercion: `"5"`
+is not an integer) and rejects unknown fields, so a typo in a field name is reported instead of
+silently dropped.
 
 Vocabularies (`category`, `is_image_or_video`) are text with a length limit, not enums: the API
 guards types and ranges, and the cleaning stage decides what a value means.
@@ -96,7 +97,7 @@ class _Row(BaseModel):
 
 
 class PinRow(_Row):
-    """A row of `pinterest_data` (SPEC §1)."""
+    """A row of `pinterest_data` (data contract §1)."""
 
     index: RowId
     unique_id: str = Field(pattern=UUID_PATTERN, description="UUID")
@@ -117,7 +118,7 @@ class PinRow(_Row):
 
 
 class GeoRow(_Row):
-    """A row of `geolocation_data` (SPEC §1)."""
+    """A row of `geolocation_data` (data contract §1)."""
 
     ind: RowId
     timestamp: IsoDatetime
@@ -127,7 +128,7 @@ class GeoRow(_Row):
 
 
 class UserRow(_Row):
-    """A row of `user_data` (SPEC §1)."""
+    """A row of `user_data` (data contract §1)."""
 
     ind: RowId
     first_name: str = text(200)

@@ -99,6 +99,14 @@ class AirflowClient:
         run: dict[str, Any] = self._json("GET", f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}")
         return run
 
+    def latest_dag_run(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG's most recent run (by when it was due to run), or None if it never ran."""
+        body = self._json(
+            "GET", f"/dags/{quote(dag_id)}/dagRuns", params={"order_by": "-run_after", "limit": 1}
+        )
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs[0] if runs else None
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         path = f"/dags/{quote(dag_id)}/dagRuns/{quote(run_id)}/taskInstances"
         instances: list[dict[str, Any]] = self._json("GET", path)["task_instances"]

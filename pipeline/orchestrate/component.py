@@ -8,7 +8,8 @@ process group, so `make down` leaves no executor worker behind.
 
 Metadata lives in SQLite in `<run_dir>/airflow` unless `PINPIPE_AIRFLOW_DB_URL` names another
 database (PostgreSQL: `postgresql+psycopg://...`). Logins use Airflow's simple auth manager:
-user `admin`, its password generated on the first start (`pinpipe status` shows it).
+user `admin`, its password generated on the first start into AIRFLOW_HOME (`pinpipe status`
+says where).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ ADMIN_USER = "admin"
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+# `airflow ...` as a supervised program: the same command, without a slow interpreter teardown
+AIRFLOW_PROGRAM = [sys.executable, "-m", "pipeline.orchestrate.airflow_program"]
 
 
 def _secret_fields(settings: Settings) -> set[str]:
@@ -97,22 +100,30 @@ def _healthy(part: str) -> ReadyProbe:
 def airflow_login(settings: Settings) -> tuple[str, str] | None:
     """User and password of the UI and REST API, once the first start generated them."""
     try:
-        passwords = json.loads((settings.airflow_home / PASSWORDS_FILE).read_text())
+        passwords = json.loads(passwords_file(settings).read_text())
     except (OSError, ValueError):
         return None
     password = passwords.get(ADMIN_USER)
     return (ADMIN_USER, str(password)) if password else None
 
 
-def login_hint(settings: Settings) -> str | None:
-    """One line for `pinpipe status`: where the UI is and how to log in."""
-    if not settings.airflow_enabled:
+def passwords_file(settings: Settings) -> Path:
+    """Where Airflow's simple auth manager keeps the generated UI passwords (JSON)."""
+    return settings.airflow_home / PASSWORDS_FILE
+
+
+def login_hint(settings: Settings, running: bool = True) -> str | None:
+    """One line for `pinpipe status`: where the UI is and where its password is kept — not the
+    password itself, which would end up in scrollback and CI logs. None when Airflow is off."""
+    if not settings.airflow_enabled or not running:
         return None
-    login = airflow_login(settings)
-    if login is None:
-        return f"Airflow UI: {settings.airflow_url} (password generated on its first start)"
-    user, password = login
-    return f"Airflow UI: {settings.airflow_url}  user {user}  password {password}"
+    where = passwords_file(settings)
+    if airflow_login(settings) is None:
+        return (
+            f"Airflow UI: {settings.airflow_url} (user {ADMIN_USER}; its password is generated "
+            f"on the first start into {where})"
+        )
+    return f"Airflow UI: {settings.airflow_url}  user {ADMIN_USER}, password in {where}"
 
 
 def airflow_components(settings: Settings) -> list[Component]:
@@ -133,7 +144,7 @@ def airflow_components(settings: Settings) -> list[Component]:
         ),
         Component(
             name="airflow-scheduler",
-            command=[AIRFLOW, "scheduler", "--skip-serve-logs"],
+            command=[*AIRFLOW_PROGRAM, "scheduler", "--skip-serve-logs"],
             ports=[],
             url=f"LocalExecutor, {settings.airflow_parallelism} task slots",
             ready=_healthy("scheduler"),
@@ -143,7 +154,7 @@ def airflow_components(settings: Settings) -> list[Component]:
         ),
         Component(
             name="airflow-dags",
-            command=[AIRFLOW, "dag-processor"],
+            command=[*AIRFLOW_PROGRAM, "dag-processor"],
             ports=[],
             url=str(DAGS_FOLDER),
             ready=_healthy("dag_processor"),
@@ -157,7 +168,7 @@ def airflow_components(settings: Settings) -> list[Component]:
 def _serve_api() -> None:
     """Migrate the metadata DB (idempotent), then become the api-server."""
     subprocess.run([AIRFLOW, "db", "migrate"], check=True)
-    os.execv(AIRFLOW, [AIRFLOW, "api-server"])
+    os.execv(sys.executable, [*AIRFLOW_PROGRAM, "api-server"])
 
 
 def _print_metadata_db_url() -> None:

@@ -1,6 +1,8 @@
-"""`pinpipe demo`: the whole batch path once, on the local stack, saying what it does.
+"""`pinpipe demo`: the whole batch path once, on the local or the compose stack, saying what it
+does.
 
-1. start the local stack (idempotent: a running one is reused), Airflow included;
+1. start the local stack (idempotent: a running one is reused), Airflow included; on the docker
+   target the compose stack is already up (`make demo TARGET=docker` runs this in its container);
 2. seed the source database when it is empty;
 3. post N records through the API to Kafka with the emulator, keeping a ledger of what the API
    acknowledged;
@@ -14,7 +16,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from pipeline.orchestrate.landing import not_landed, read_ledger
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, EmulationSummary, run_emulation
 from pipeline.source.feed import RECORDS_PER_ID, ensure_seeded
+from pipeline.waiting import waiting
 
 STEPS = 7
 FINISHED_TASK_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -50,6 +55,8 @@ class DemoReport:
     seconds: dict[str, float] = field(default_factory=dict)
     task_seconds: dict[str, float] = field(default_factory=dict)  # DAG task → duration
     report_path: str = ""
+    ids_drawn: int = 0  # the emulator's draws (with replacement) ...
+    distinct_ids: int = 0  # ... and the distinct ids among them: silver's rows per table
 
 
 class _Steps:
@@ -65,15 +72,24 @@ class _Steps:
         return time.monotonic()
 
     def say(self, message: str, markup: bool = True) -> None:
-        self.console.print(f"  {message}", markup=markup, highlight=markup)
+        # soft_wrap: one line however narrow the output (paths and URLs stay whole)
+        self.console.print(f"  {message}", markup=markup, highlight=markup, soft_wrap=True)
 
 
-def _wait(condition: Callable[[], bool], timeout_s: float, interval_s: float, what: str) -> float:
+def _wait(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    interval_s: float,
+    what: str,
+    console: Console | None = None,
+) -> float:
+    """Poll `condition` until true; on `console`, show what it waits for and for how long."""
     started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout_s:
-            raise DemoError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
+    with waiting(console, what):
+        while not condition():
+            if time.monotonic() - started > timeout_s:
+                raise DemoError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+            time.sleep(interval_s)
     return time.monotonic() - started
 
 
@@ -89,8 +105,14 @@ def run_demo(settings: Settings, records: int = 3000, console: Console | None = 
             "the demo runs the DAG on the stack's Airflow: PINPIPE_AIRFLOW_ENABLED=true"
         )
 
-    started = steps.begin("Starting the local stack (a running one is reused)")
-    stack.up(settings, on_event=lambda event: steps.say(event, markup=False))
+    if settings.target == "docker":
+        # `make demo TARGET=docker` runs this in a container of the compose stack, which
+        # `compose up --wait` has started and provisioned (its init services) beforehand
+        started = steps.begin("Using the compose stack (make up TARGET=docker started it)")
+        steps.say(f"API {settings.api_url}, Airflow {settings.airflow_url}", markup=False)
+    else:
+        started = steps.begin("Starting the local stack (a running one is reused)")
+        stack.up(settings, on_event=lambda event: steps.say(event, markup=False), console=console)
     report.seconds["stack"] = time.monotonic() - started
 
     started = steps.begin("Seeding the source database if it is empty")
@@ -104,6 +126,8 @@ def run_demo(settings: Settings, records: int = 3000, console: Console | None = 
     summary = _emulate(settings, math.ceil(records / RECORDS_PER_ID), ledger_path)
     ledger = read_ledger(ledger_path)
     report.records_posted = len(ledger)
+    report.ids_drawn = summary.draws
+    report.distinct_ids = len({entry["id"] for entry in ledger if entry["table"] == "pin"})
     steps.say(
         f"{summary.accepted:,} records acknowledged ({summary.rejected} rejected, "
         f"{summary.failed} failed) in {summary.elapsed_s:.1f}s; ledger {ledger_path}"
@@ -128,11 +152,13 @@ def run_demo(settings: Settings, records: int = 3000, console: Console | None = 
         missing = still
         return still == 0
 
+    # Checked every second: the step ends as soon as the last record is in the lake.
     _wait(
         all_landed,
         flush_s + 180,
-        3,
+        1,
         f"{len(ledger)} records to land in s3://{settings.lake_bucket}",
+        console=steps.console,
     )
     report.records_landed = len(ledger)
     report.seconds["land"] = time.monotonic() - started
@@ -156,11 +182,25 @@ def run_demo(settings: Settings, records: int = 3000, console: Console | None = 
         + f" rows; {len(report.gold_rows)} gold tables, {sum(report.gold_rows.values()):,} rows"
         f" (DAG run {report.dag_run_id}); report {report.report_path}"
     )
+    console.print(why_fewer_silver_rows(report), soft_wrap=True, markup=False, highlight=False)
     console.print(
-        "The stack keeps running: `make status` shows its URLs and the Airflow login, "
+        "The stack keeps running: `make status` shows its URLs and where the Airflow login is, "
         "`make down` stops it."
     )
     return report
+
+
+def why_fewer_silver_rows(report: DemoReport) -> str:
+    """The closing line's footnote: why silver holds fewer rows per table than records posted."""
+    line = (
+        f"Why silver has fewer rows than records posted: the emulator draws row ids with "
+        f"replacement ({report.ids_drawn:,} draws gave {report.distinct_ids:,} distinct ids, "
+        f"each posting its pin, geo and user row) and silver keeps one row per id, the latest "
+        f"arrival."
+    )
+    if any(count > report.distinct_ids for count in report.silver_rows.values()):
+        line += " The lake also holds the records of earlier runs and of the stack's feed."
+    return line
 
 
 def _emulate(settings: Settings, draws: int, ledger_path: Path) -> EmulationSummary:
@@ -206,7 +246,7 @@ def _run_dag(
             raise DemoError(f"the DAG file does not import: {errors[0].get('stack_trace')}")
         return client.dag(DAG_ID) is not None
 
-    waited = _wait(dag_parsed, 300, 3, f"Airflow to parse {DAG_ID}")
+    waited = _wait(dag_parsed, 300, 3, f"Airflow to parse {DAG_ID}", console=steps.console)
     steps.say(f"DAG {DAG_ID} parsed ({waited:.0f}s); triggering a run and unpausing it")
     run_id = trigger_single_run(client)
     steps.say(f"run {run_id}: {settings.airflow_url}/dags/{DAG_ID}/runs/{run_id}")
@@ -225,7 +265,7 @@ def _run_dag(
                 steps.say(f"{task}: {state}{took}")
         return client.dag_run(DAG_ID, run_id)["state"] in ("success", "failed")
 
-    _wait(finished, timeout_s, 3, f"DAG run {run_id}")
+    _wait(finished, timeout_s, 3, f"DAG run {run_id} to finish", console=steps.console)
     state = client.dag_run(DAG_ID, run_id)["state"]
     if state != "success":
         failed = [task for task in TASK_IDS if seen.get(task) == "failed"]
@@ -262,17 +302,52 @@ def trigger_single_run(client: AirflowClient) -> str:
     return run_id
 
 
-def _print_results(settings: Settings, console: Console, report: DemoReport) -> None:
-    from pipeline.spark_session import get_spark
-    from pipeline.transform.cli import render_tables
-    from pipeline.transform.job import read_gold
-    from pipeline.transform.lake import LakePaths, read_delta
+# The demo's own Spark session prints its tables: errors only, and no "default log level" banner
+# (Spark prints it when the shell's logger level differs from the root's; here both are error).
+QUIET_SPARK_LOG4J2 = """\
+rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+logger.shell.name = org.apache.spark.api.python.PythonGatewayServer
+logger.shell.level = error
+"""
 
-    spark = get_spark("pinpipe-demo", settings)
-    results = read_gold(spark, settings.lake_uri)
+
+def _quiet_spark(settings: Settings) -> None:
+    """No Spark/log4j WARN lines and no py4j INFO lines around the tables: the JVM (started by
+    the next session) logs errors only; py4j logs at INFO once Airflow's import configured the
+    root logger."""
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    config = settings.run_dir / "conf" / "log4j2-demo.properties"
+    try:
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(QUIET_SPARK_LOG4J2)
+    except OSError:  # a read-only run folder: Spark's default logging, no reason to stop
+        return
+    # read by spark-submit, which pyspark runs to start the driver JVM
+    os.environ.setdefault("SPARK_SUBMIT_OPTS", f"-Dlog4j2.configurationFile=file:{config}")
+
+
+def _print_results(settings: Settings, console: Console, report: DemoReport) -> None:
+    """The gold tables and silver counts read with delta-rs: no JVM to start for a few rows."""
+    from pipeline.report.collect import read_gold
+    from pipeline.report.lake import LakeReader
+    from pipeline.transform.cli import render_tables
+    from pipeline.transform.lake import LakePaths
+
+    reader = LakeReader(settings)
+    gold = read_gold(reader, settings.lake_uri)
+    missing = sorted(query_id for query_id, rows in gold.items() if rows is None)
+    if missing:
+        raise DemoError(f"gold tables missing under {settings.lake_uri}: {', '.join(missing)}")
+    results = {query_id: rows or [] for query_id, rows in gold.items()}
     paths = LakePaths(settings.lake_uri)
     report.silver_rows = {
-        table: read_delta(spark, paths.silver(table)).count() for table in ("pin", "geo", "user")
+        table: reader.count(paths.silver(table)) or 0 for table in ("pin", "geo", "user")
     }
     report.gold_rows = {query_id: len(rows) for query_id, rows in results.items()}
     render_tables(results, console)

@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +31,42 @@ class LandedTopic:
     topic: str
     objects: int
     bytes: int
+    newest: datetime | None = None  # the latest LastModified among them
+
+
+@dataclass(frozen=True)
+class Window:
+    """A run's data interval `[start, end)`, by landing time (the objects' LastModified)."""
+
+    start: datetime
+    end: datetime
+
+    def __contains__(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
 
 
 def _s3(settings: Settings) -> Any:
     return boto3.client("s3", **settings.boto3_kwargs("s3"))
 
 
-def landed_topics(settings: Settings) -> dict[str, LandedTopic]:
-    """Objects and bytes landed so far under `topics/<topic>/`, per table (pin, geo, user)."""
+def landed_topics(settings: Settings, window: Window | None = None) -> dict[str, LandedTopic]:
+    """Objects and bytes landed under `topics/<topic>/`, per table (pin, geo, user): all of
+    them, or those last written within `window` (a rewritten object counts when rewritten)."""
     s3 = _s3(settings)
     paginator = s3.get_paginator("list_objects_v2")
     landed = {}
     for table, topic in settings.topics.items():
         objects = size = 0
+        newest: datetime | None = None
         for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
             for item in page.get("Contents", []):
+                modified: datetime = item["LastModified"]
+                if window is not None and modified not in window:
+                    continue
                 objects += 1
                 size += int(item["Size"])
-        landed[table] = LandedTopic(topic, objects, size)
+                newest = modified if newest is None else max(newest, modified)
+        landed[table] = LandedTopic(topic, objects, size, newest)
     return landed
 
 

@@ -31,6 +31,7 @@ VENDORED: tuple[str, ...] = (
     "pipeline/orchestrate/__init__.py",
     "pipeline/orchestrate/dag.py",
     "pipeline/orchestrate/landing.py",
+    "pipeline/orchestrate/alerts.py",
 )
 REQUIREMENTS: tuple[str, ...] = (
     "apache-airflow-providers-databricks",
@@ -44,6 +45,10 @@ EXPORTED: tuple[str, ...] = (
     "batch_runner",
     "landed_wait_timeout_s",
     "landed_poke_interval_s",
+    "dag_task_timeout_s",
+    "dag_run_timeout_s",
+    # not the webhook URL: it is a credential (Slack's are); on MWAA alerts go to SNS
+    "alert_sns_topic_arn",
     "databricks_conn_id",
     "databricks_cluster_id",
     "databricks_code_root",

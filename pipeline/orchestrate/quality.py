@@ -1,7 +1,13 @@
-"""Data-quality checks of the batch job's output, run by the DAG after the job (SPEC §3, §4).
+"""Data-quality checks of the batch job's output, run by the DAG after it (data contract §3, §4).
 
 silver (pin, geo, user): rows present, no null `ind`, no duplicate `ind`;
-gold (the nine queries): table present with the SPEC columns, rows present.
+gold (the nine queries): table present with the data contract columns, rows present;
+with a window (the DAG run's data interval, `--window-start/--window-end`), per table, over what
+landed in it by landing time (bronze `_source_modified`, the object's LastModified): rows landed,
+freshness (the newest landed at most `quality_max_staleness_s` before the window's end) and the
+reject rate (rejected / landed rows, at most `quality_max_reject_rate`).
+With `--staged` the gold checks read the staged tables (`LakePaths.staged_gold`) the DAG's batch
+job wrote: write-audit-publish, `pipeline/orchestrate/publish.py` publishes them after this.
 
 Runs unchanged as a Spark application, like the batch job:
 
@@ -33,8 +39,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from pipeline.config import Settings, get_settings
+from pipeline.orchestrate.landing import Window
 from pipeline.report.paths import quality_history_path
 from pipeline.spark_session import get_spark
+from pipeline.transform.bronze import SOURCE_FILE, SOURCE_MODIFIED
 from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.lake import LakePaths, is_delta_table, read_delta
 
@@ -104,7 +112,7 @@ def silver_checks(table: str, df: DataFrame) -> list[Check]:
 
 
 def gold_checks(query_id: str, df: DataFrame | None) -> list[Check]:
-    """The table exists with the SPEC columns and holds rows (`df` None: no table)."""
+    """The table exists with the data contract columns and holds rows (`df` None: no table)."""
     name = f"gold.{query_id}"
     if df is None:
         return [Check(name, "table present", False, "no Delta table", "Delta table")]
@@ -124,8 +132,59 @@ def gold_checks(query_id: str, df: DataFrame | None) -> list[Check]:
     ]
 
 
-def check_lake(spark: SparkSession, lake_root: str) -> list[Check]:
-    """Every silver and gold check against the lake at `lake_root`."""
+def window_checks(
+    spark: SparkSession, lake_root: str, window: Window, settings: Settings
+) -> list[Check]:
+    """Per table, over the rows that landed within `window`: rows present, freshness, reject
+    rate (rejected rows of the objects that landed then / their landed rows)."""
+    paths = LakePaths(lake_root)
+    rejected = read_delta(spark, paths.rejected) if is_delta_table(spark, paths.rejected) else None
+    max_rate, max_age = settings.quality_max_reject_rate, settings.quality_max_staleness_s
+    checks: list[Check] = []
+    for table in SILVER_TABLES:
+        name = f"bronze.{table}"
+        if not is_delta_table(spark, paths.bronze(table)):
+            checks.append(Check(name, "table present", False, "no Delta table", "Delta table"))
+            continue
+        # epoch seconds: compared as instants, whatever the session time zone
+        modified = F.col(SOURCE_MODIFIED).cast("double")
+        landed = read_delta(spark, paths.bronze(table)).where(
+            (modified >= window.start.timestamp()) & (modified < window.end.timestamp())
+        )
+        stats = landed.agg(F.count(F.lit(1)).alias("rows"), F.max(modified).alias("newest")).first()
+        if stats is None:  # an aggregation without grouping always yields one row
+            raise RuntimeError(f"no statistics for {name}")
+        rows = int(stats["rows"])
+        age = None if stats["newest"] is None else window.end.timestamp() - stats["newest"]
+        rejects = 0
+        if rejected is not None and rows:
+            files = landed.select(SOURCE_FILE).distinct()
+            rejects = rejected.where(F.col("source") == table).join(files, SOURCE_FILE).count()
+        rate = rejects / rows if rows else 0.0
+        span = f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC"
+        checks += [
+            Check(name, "rows landed in the window", rows > 0, f"{rows} rows, {span}", "> 0 rows"),
+            Check(
+                name,
+                "fresh: newest landed row's age at the window's end",
+                age is not None and age <= max_age,
+                "nothing landed" if age is None else f"{age / 3600:.1f} h",
+                f"<= {max_age / 3600:g} h",
+            ),
+            Check(
+                name,
+                "reject rate in the window",
+                rate <= max_rate,
+                f"{rejects} of {rows} rejected ({rate:.1%})",
+                f"<= {max_rate:.1%}",
+            ),
+        ]
+    return checks
+
+
+def check_lake(spark: SparkSession, lake_root: str, staged: bool = False) -> list[Check]:
+    """Every silver and gold check against the lake at `lake_root` (`staged`: the gold tables
+    the DAG's batch job staged for publishing, instead of the published ones)."""
     paths = LakePaths(lake_root)
     checks: list[Check] = []
     for table in SILVER_TABLES:
@@ -137,9 +196,9 @@ def check_lake(spark: SparkSession, lake_root: str) -> list[Check]:
                 Check(f"silver.{table}", "table present", False, "no Delta table", "Delta table")
             )
     for query_id in QUERY_COLUMNS:
-        path = paths.gold(query_id)
+        path = paths.staged_gold(query_id) if staged else paths.gold(query_id)
         result = read_delta(spark, path) if is_delta_table(spark, path) else None
-        checks += gold_checks(query_id, result)
+        checks += gold_checks(query_id, result)  # staged: what is about to be published
     return checks
 
 
@@ -155,13 +214,20 @@ def record_history(
     return run_id
 
 
-def run(lake_root: str | None = None, settings: Settings | None = None) -> list[Check]:
+def run(
+    lake_root: str | None = None,
+    settings: Settings | None = None,
+    window: Window | None = None,
+    staged: bool = False,
+) -> list[Check]:
     """Check the configured lake and record the results in it; raise `DataQualityError`
     naming every failed check."""
     settings = settings or get_settings()
     lake = lake_root or settings.lake_uri
     spark = get_spark("pinpipe-quality", settings)
-    checks = check_lake(spark, lake)
+    checks = check_lake(spark, lake, staged)
+    if window is not None:
+        checks += window_checks(spark, lake, window, settings)
     for check in checks:
         print(check, flush=True)
     # Failed runs too: the report's history shows when a check started failing.
@@ -177,10 +243,28 @@ def main(
     lake_root: Annotated[
         str | None, typer.Option("--lake", help="Delta lake root (default: config)")
     ] = None,
+    window_start: Annotated[
+        datetime | None,
+        typer.Option("--window-start", help="the run's data interval start (ISO 8601, UTC)"),
+    ] = None,
+    window_end: Annotated[
+        datetime | None, typer.Option("--window-end", help="its end (exclusive)")
+    ] = None,
+    staged: Annotated[
+        bool, typer.Option("--staged", help="check the staged gold tables, not the published")
+    ] = False,
 ) -> None:
     """Check silver and gold; exit 1 naming every failed check."""
+    if (window_start is None) != (window_end is None):
+        raise typer.BadParameter("--window-start and --window-end go together")
+    window = None
+    if window_start is not None and window_end is not None:
+        # naive times are UTC, as Airflow's data intervals are
+        window = Window(
+            *(t if t.tzinfo else t.replace(tzinfo=UTC) for t in (window_start, window_end))
+        )
     try:
-        run(lake_root)
+        run(lake_root, window=window, staged=staged)
     except DataQualityError as error:
         print(f"DATA QUALITY CHECK FAILED: {error}", file=sys.stderr, flush=True)
         raise typer.Exit(1) from error

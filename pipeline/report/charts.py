@@ -15,14 +15,14 @@ import altair as alt
 from pipeline.report.collect import Counts, QualityRun
 from pipeline.report.lake import Row
 
-AGE_GROUPS = ["18-24", "25-35", "36-50", "+50"]  # SPEC §4, in age order
+AGE_GROUPS = ["18-24", "25-35", "36-50", "+50"]  # data contract §4, in age order
 TOP_N = 15  # ranked bars show the leaders; the table beside the chart has every row
 WIDTH = 440
 BAR_STEP = 20
 PALETTE: Final = "tableau10"
 PASS_FAIL = alt.Scale(domain=["passed", "failed"], range=["#3a9d5d", "#d64541"])
 
-# The question each query answers (SPEC §4), shown above its chart.
+# The question each query answers (data contract §4), shown above its chart.
 QUESTIONS: dict[str, str] = {
     "q1_top_category_by_country": "Most popular category in each country",
     "q2_top_category_by_year": "Most popular category each post year, 2018-2022",

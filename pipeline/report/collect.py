@@ -70,7 +70,7 @@ def _sort_key(row: Row, columns: tuple[str, ...]) -> tuple[Any, ...]:
 
 
 def read_gold(reader: LakeReader, lake: str) -> dict[str, list[Row] | None]:
-    """Every gold table's rows with the SPEC columns, sorted by the leading columns."""
+    """Every gold table's rows with the data contract columns, sorted by the leading columns."""
     paths = LakePaths(lake)
     results: dict[str, list[Row] | None] = {}
     for query_id, columns in QUERY_COLUMNS.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from enum import StrEnum
@@ -36,6 +37,7 @@ from pipeline.source.emulator import (
 )
 from pipeline.source.generator import DEFAULT_ROWS
 from pipeline.source.generator import DEFAULT_SEED as GENERATOR_SEED
+from pipeline.source.interval import IntervalSummary
 from pipeline.source.loader import (
     ExportFormatError,
     check_exports,
@@ -108,7 +110,7 @@ def seed(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Create the three source tables of SPEC §1 and fill them (synthetic, or from exports)."""
+    """Create the source tables of data contract §1 and fill them (synthetic, or from exports)."""
     url = source_url or get_settings().source_url
     engine = database.connect(url)
     started = time.monotonic()
@@ -186,6 +188,12 @@ def emulate(
         Path | None, typer.Option(help="Also write the summary as JSON here.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    log_every: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001, help="Print a summary line this often (seconds): a log without a bar."
+        ),
+    ] = None,
 ) -> None:
     """Post random source rows to the API like the original emulator; Ctrl-C stops cleanly.
 
@@ -211,17 +219,27 @@ def emulate(
     config = EmulationConfig.from_settings(settings, chosen, **options)
     engine = database.connect(source_url or settings.source_url)
     total = None if count is None else 3 * count
+    interval = (
+        IntervalSummary(chosen, log_every, lambda line: typer.echo(line))
+        if log_every
+        else contextlib.nullcontext()
+    )
     try:
-        with _progress(
-            progress,
-            "rec",
-            TextColumn(
-                "ok {task.fields[ok]} rejected {task.fields[bad]} failed {task.fields[failed]}"
-            ),
-        ) as bar:
+        with (
+            interval,
+            _progress(
+                progress,
+                "rec",
+                TextColumn(
+                    "ok {task.fields[ok]} rejected {task.fields[bad]} failed {task.fields[failed]}"
+                ),
+            ) as bar,
+        ):
             task = bar.add_task(f"posting ({chosen})", total=total, ok=0, bad=0, failed=0)
 
             def advance(records: int, live: EmulationSummary) -> None:
+                if isinstance(interval, IntervalSummary):
+                    interval.observe(live)
                 bar.update(
                     task,
                     advance=records,

@@ -1,8 +1,9 @@
-"""The three source tables of SPEC §1 and the SQL around them.
+"""The three source tables of data contract §1 and the SQL around them.
 
 Any SQLAlchemy URL works: a SQLite file by default (embedded, no server), `mysql+pymysql://...`
 (the cloud original is RDS MySQL) or `postgresql+psycopg://...`. Column names and order follow
-SPEC §1 exactly; `index` is a reserved word in SQL, and SQLAlchemy quotes it for every dialect.
+data contract §1 exactly; `index` is a reserved word in SQL, which SQLAlchemy quotes in every
+dialect.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def _sqlite_values(batch: Sequence[Row]) -> list[Row]:
 
 
 def fetch_rows(engine: Engine, name: str, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Rows of table `name` whose id is in `ids`, keyed by id, columns in SPEC order."""
+    """Rows of table `name` whose id is in `ids`, keyed by id, columns in contract order."""
     table = TABLES[name]
     id_column = table.c[ID_COLUMN[name]]
     wanted = sorted(set(ids))

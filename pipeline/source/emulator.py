@@ -1,4 +1,4 @@
-"""The posting emulator of SPEC §2: draw row ids, post their pin, geo and user rows to the API.
+"""The posting emulator of data contract §2.1: draw row ids, post their pin, geo, user rows.
 
 `run_emulation(engine, config)` is the whole job; the CLI only adds a progress bar and a summary.
 The calling thread reads the source database and builds requests (one table's records per request),

@@ -10,6 +10,7 @@ from pipeline.source.loader import seed_database
 from pipeline.stack.components import Component, ReadyProbe, pipeline_environment
 
 RECORDS_PER_ID = 3  # each drawn id posts its pin, geo and user rows
+FEED_LOG_EVERY_S = 30.0  # a feed's log gets a summary line this often
 
 
 def ensure_seeded(settings: Settings) -> int:
@@ -54,7 +55,10 @@ def feed_components(settings: Settings) -> list[Component]:
                 mode,
                 "--rate",
                 str(rate),
+                # no bar in a log file: a summary line per interval instead
                 "--no-progress",
+                "--log-every",
+                str(FEED_LOG_EVERY_S),
                 # a long-running feed keeps going through outages instead of giving up
                 "--max-retries",
                 "1000000",

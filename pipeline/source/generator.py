@@ -1,4 +1,4 @@
-"""Deterministic synthetic source data: the three tables of SPEC §1 with their dirty values.
+"""Deterministic synthetic source data: the tables of data contract §1 with their dirty values.
 
 Every row is a pure function of `(seed, row id)`: it is drawn from its own random generator seeded
 with both. Data therefore does not depend on batch size or on how many rows are generated (the
@@ -43,7 +43,7 @@ MIN_AGE, MAX_AGE = 18, 70
 
 @dataclass(frozen=True)
 class DirtyRates:
-    """How often each SPEC §1 dirty value appears (probabilities per pin)."""
+    """How often each data contract §1 dirty value appears (probabilities per pin)."""
 
     story_page: float = 0.04
     """Pin is a story page: type `multi-video(story page format)`, the story description
@@ -69,7 +69,7 @@ class DirtyRates:
 
 @dataclass(frozen=True)
 class SourceRows:
-    """One batch of generated rows, one list per table, tuples in SPEC column order."""
+    """One batch of generated rows, one list per table, tuples in contract column order."""
 
     pin: list[Row] = field(default_factory=list)
     geo: list[Row] = field(default_factory=list)

@@ -239,7 +239,7 @@ def _records_of(document: Any) -> list[Any] | None:
 
 
 class _RowConverter:
-    """Turns an export record into a typed row tuple in SPEC column order."""
+    """Turns an export record into a typed row tuple in contract column order."""
 
     def __init__(self, name: str, path: Path) -> None:
         self.name = name

@@ -1,4 +1,4 @@
-"""The wire formats of SPEC §2: building API requests and reading their answers.
+"""The wire formats of data contract §2: building API requests and reading their answers.
 
 Batch layer (Kafka REST Proxy v2): `POST /topics/{topic}`,
 `{"records": [{"key": "<id>", "value": row}, ...]}`, answered by one offset entry per record.
@@ -67,7 +67,7 @@ class RecordResult:
 
 
 class UnexpectedResponseError(ValueError):
-    """A 2xx answer whose body does not have the SPEC §2 shape."""
+    """A 2xx answer whose body does not have the data contract §2 shape."""
 
 
 def json_value(value: Any) -> Any:

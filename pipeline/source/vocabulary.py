@@ -11,7 +11,7 @@ from itertools import accumulate
 from faker.providers.address.en_US import Provider as AddressProvider
 from faker.providers.person.en_US import Provider as PersonProvider
 
-# SPEC §1: the 13 categories, with rough shares of the original data (weights, not exact).
+# Data contract §1: the 13 categories, with rough shares of the original data (weights, not exact).
 CATEGORY_WEIGHTS: dict[str, float] = {
     "art": 8.0,
     "beauty": 6.5,
@@ -29,7 +29,7 @@ CATEGORY_WEIGHTS: dict[str, float] = {
 }
 CATEGORIES: tuple[str, ...] = tuple(CATEGORY_WEIGHTS)
 
-# SPEC §1 placeholders, each in its own column.
+# Data contract §1 placeholders, each in its own column.
 NO_TITLE = "No Title Data Available"
 NO_DESCRIPTION = "No description available"
 NO_DESCRIPTION_STORY = "No description available Story format"
@@ -293,7 +293,7 @@ POSTER_SUFFIXES: tuple[str, ...] = (
 QUALIFIERS_LOWER: tuple[str, ...] = tuple(word.lower() for word in QUALIFIERS)
 CATEGORY_WORDS: dict[str, str] = {category: category.replace("-", " ") for category in CATEGORIES}
 
-# Faker's weighted name lists and its country list (includes the long names of SPEC §1).
+# Faker's weighted name lists and its country list (includes the long names of data contract §1).
 FIRST_NAMES: tuple[str, ...] = tuple(PersonProvider.first_names)
 FIRST_NAME_CUM_WEIGHTS: tuple[float, ...] = tuple(
     accumulate(float(w) for w in PersonProvider.first_names.values())

@@ -30,6 +30,14 @@ from pipeline.stack.servers import (
 
 ReadyProbe = Callable[[Settings], bool]
 
+# Stop waves (supervisord `priority`): clients of the stack (feeds, Airflow) first, then the
+# API and the stream job, Connect while the broker is up, the broker, the S3 and Kinesis servers.
+PRIORITY_STORAGE = 100
+PRIORITY_BROKER = 200
+PRIORITY_CONNECT = 300
+PRIORITY_PRODUCER = 400
+PRIORITY_CLIENT = 999  # supervisord's default: what the stack does not know about stops first
+
 
 @dataclass(frozen=True)
 class Component:
@@ -38,7 +46,8 @@ class Component:
     `after_provision` components (workloads such as the emulator feed or the streaming job)
     start only once the bucket, topics, streams and connector exist.
 
-    `down` stops components in reverse start order with `stop_signal`, and allows each
+    `down` stops components by `priority` (supervisord's: lower starts first and stops last),
+    highest first, those of one priority together, each with `stop_signal`, and allows each
     `stop_timeout_s` to exit before supervisord sends SIGKILL (a fault, not the normal way).
     """
 
@@ -52,6 +61,7 @@ class Component:
     after_provision: bool = False
     stop_signal: str = "TERM"
     stop_timeout_s: float = 20.0
+    priority: int = PRIORITY_CLIENT
 
 
 def pipeline_environment(settings: Settings) -> dict[str, str]:
@@ -68,6 +78,10 @@ def pipeline_environment(settings: Settings) -> dict[str, str]:
         if value is not None and not isinstance(value, list | dict | SecretStr)
     }
     environment["AWS_REGION"] = settings.aws_region
+    if settings.target == "local":
+        # Spark drivers (the stream job, the DAG's spark-submit tasks) and their UI listen on
+        # loopback only, like the stack's servers; without it the UI binds to all interfaces
+        environment["SPARK_LOCAL_IP"] = "127.0.0.1"
     # the SDKs' own names, so any AWS client in a workload finds each server by itself
     for variable, endpoint in (
         ("AWS_ENDPOINT_URL", settings.aws_endpoint_url),
@@ -157,6 +171,7 @@ def storage_components(settings: Settings, java: str, log4j2: Path) -> list[Comp
             url=settings.endpoint_url("s3") or "",
             ready=s3_ready,
             ready_timeout_s=90,
+            priority=PRIORITY_STORAGE,
         ),
         Component(
             name="kinesis",
@@ -166,6 +181,7 @@ def storage_components(settings: Settings, java: str, log4j2: Path) -> list[Comp
             ready=kinesis_ready,
             environment=kinesis_environment(settings, kinesis_data),
             ready_timeout_s=60,
+            priority=PRIORITY_STORAGE,
         ),
     ]
 
@@ -190,6 +206,7 @@ def core_components(settings: Settings) -> list[Component]:
             ports=[settings.kafka_port, settings.kafka_controller_port],
             url=f"kafka://{settings.kafka_bootstrap_servers}",
             ready=kafka_ready,
+            priority=PRIORITY_BROKER,
         ),
         Component(
             name="connect",
@@ -207,6 +224,7 @@ def core_components(settings: Settings) -> list[Component]:
             # the S3 sink's AWS SDK: checksums only where S3 requires them (see servers.py)
             environment=dict(CHECKSUM_ENVIRONMENT),
             ready_timeout_s=180,
+            priority=PRIORITY_CONNECT,
         ),
     ]
 

@@ -1,4 +1,4 @@
-"""Create what SPEC §2 names — the lake bucket, three topics, three streams — idempotently."""
+"""Create what data contract §2.5 names — the lake bucket, 3 topics, 3 streams — idempotently."""
 
 from __future__ import annotations
 
@@ -64,6 +64,12 @@ def ensure_streams(settings: Settings, timeout_s: float = 30) -> list[str]:
                 raise RuntimeError(f"Kinesis stream {name} did not become ACTIVE")
             time.sleep(0.5)
     return missing
+
+
+def describe_created(created: dict[str, list[str]]) -> str:
+    """`created topics a, b; streams c` for what `provision` made, or `already there`."""
+    made = [f"{kind} {', '.join(names)}" for kind, names in created.items() if names]
+    return "created " + "; ".join(made) if made else "already there"
 
 
 def provision(settings: Settings) -> dict[str, list[str]]:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
+from rich.console import Console
 
 from pipeline.config import Settings
 from pipeline.ingest.component import api_components
@@ -18,9 +19,10 @@ from pipeline.orchestrate.component import airflow_components
 from pipeline.source.feed import ensure_seeded, feed_components
 from pipeline.stack.components import Component, core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
-from pipeline.stack.provision import provision
+from pipeline.stack.provision import describe_created, provision
 from pipeline.stack.supervisor import Supervisor
 from pipeline.stream.component import stream_components
+from pipeline.waiting import waiting
 
 
 def components(settings: Settings) -> list[Component]:
@@ -64,23 +66,38 @@ def _check_ports_free(component: Component) -> None:
             )
 
 
-def _wait_ready(supervisor: Supervisor, component: Component, settings: Settings) -> float:
+def _wait_ready(
+    supervisor: Supervisor,
+    component: Component,
+    settings: Settings,
+    console: Console | None = None,
+) -> float:
     started = time.monotonic()
-    while not component.ready(settings):
-        state = supervisor.info().get(component.name, {}).get("statename", "UNKNOWN")
-        if state in ("FATAL", "EXITED", "BACKOFF") or (
-            time.monotonic() - started > component.ready_timeout_s
-        ):
-            raise StackError(
-                f"{component.name} did not become ready (state {state}); last log lines:\n"
-                + supervisor.log_tail(component.name)
-            )
-        time.sleep(0.5)
+    with waiting(console, f"{component.name} to be ready"):
+        while not component.ready(settings):
+            _check_starting(supervisor, component, started)
+            time.sleep(0.5)
     return time.monotonic() - started
 
 
-def up(settings: Settings, on_event: Callable[[str], None] = print) -> None:
-    """Start every component in dependency order, wait for each, then provision. Idempotent."""
+def _check_starting(supervisor: Supervisor, component: Component, started: float) -> None:
+    """Raise when `component` has failed to start or is out of time."""
+    state = supervisor.info().get(component.name, {}).get("statename", "UNKNOWN")
+    if state in ("FATAL", "EXITED", "BACKOFF") or (
+        time.monotonic() - started > component.ready_timeout_s
+    ):
+        raise StackError(
+            f"{component.name} did not become ready (state {state}); last log lines:\n"
+            + supervisor.log_tail(component.name)
+        )
+
+
+def up(
+    settings: Settings, on_event: Callable[[str], None] = print, console: Console | None = None
+) -> None:
+    """Start every component in dependency order, wait for each, then provision. Idempotent.
+
+    With a `console`, each wait for a component shows what it waits for and for how long."""
     wanted = components(settings)
     supervisor = Supervisor(settings)
     states = {name: info["statename"] for name, info in supervisor.info().items()}
@@ -92,20 +109,19 @@ def up(settings: Settings, on_event: Callable[[str], None] = print) -> None:
     supervisor.start_daemon(wanted)
     infrastructure = [c for c in wanted if not c.after_provision]
     workloads = [c for c in wanted if c.after_provision]
-    _start_in_order(supervisor, infrastructure, states, settings, on_event)
+    _start_in_order(supervisor, infrastructure, states, settings, on_event, console)
     created = provision(settings)
     on_event(
         "provisioned: bucket "
         f"{settings.lake_bucket}, topics {', '.join(settings.topics.values())}, "
-        f"streams {', '.join(settings.streams.values())}"
-        + (f" (created {created})" if any(created.values()) else " (already there)")
+        f"streams {', '.join(settings.streams.values())} ({describe_created(created)})"
     )
     # like a one-shot init container: (re-)register the S3 sink, idempotently
     state = "registered" if register_connector(settings) else "config up to date"
     on_event(f"connector {settings.connector_name}: {state}")
     if any(c.name.startswith("feed-") for c in workloads):
         on_event(f"source database: {ensure_seeded(settings)} rows ({settings.source_url})")
-    _start_in_order(supervisor, workloads, states, settings, on_event)
+    _start_in_order(supervisor, workloads, states, settings, on_event, console)
 
 
 def _start_in_order(
@@ -114,6 +130,7 @@ def _start_in_order(
     states: dict[str, str],
     settings: Settings,
     on_event: Callable[[str], None],
+    console: Console | None = None,
 ) -> None:
     for component in wanted:
         if states.get(component.name) in ("RUNNING", "STARTING"):
@@ -121,36 +138,47 @@ def _start_in_order(
         else:
             on_event(f"{component.name}: starting")
             supervisor.start(component.name)
-        seconds = _wait_ready(supervisor, component, settings)
+        seconds = _wait_ready(supervisor, component, settings, console)
         on_event(f"{component.name}: ready ({seconds:.1f}s) {component.url}")
 
 
-def stop_order(started: list[str], known: list[str]) -> list[str]:
-    """The reverse of the start order: producers (feeds, API, workloads) stop before what they
-    write to (Connect, the broker), storage servers last. Programs supervisord knows that are
-    not in `started` (none, normally) stop first."""
-    extra = [name for name in known if name not in started]
-    return [*extra, *reversed(started)]
+def stop_waves(priorities: dict[str, int], known: list[str]) -> list[list[str]]:
+    """The programs in the order `down` stops them: by supervisord priority, highest first (the
+    stack's clients, then the API and the stream job, Connect, the broker, storage); those of
+    one priority together, as one wave. Programs supervisord runs that the configuration does
+    not list (none, normally) stop first."""
+    first = max(priorities.values(), default=0) + 1
+    ranks = {name: priorities.get(name, first) for name in [*priorities, *known]}
+    return [
+        [name for name in ranks if ranks[name] == rank]
+        for rank in sorted(set(ranks.values()), reverse=True)
+    ]
 
 
-def down(settings: Settings, on_event: Callable[[str], None] = print) -> None:
-    """Stop everything this run folder's supervisord started, and nothing else: one component at
-    a time in reverse start order, each by its stop signal, then supervisord itself."""
+def down(
+    settings: Settings, on_event: Callable[[str], None] = print, console: Console | None = None
+) -> None:
+    """Stop everything this run folder's supervisord started, and nothing else: wave by wave
+    (`stop_waves`), each program by its stop signal, then supervisord itself. A line per
+    program, when it has stopped: seconds since its wave began and how it ended.
+
+    With a `console`, each wait for a wave to stop shows which and for how long."""
     supervisor = Supervisor(settings)
     if supervisor.pid() is None:
         on_event("stack is not running")
         return
     started = time.monotonic()
     if supervisor.running():
-        # the running configuration's order, not today's settings': a component disabled since
-        # `up` (or renamed) still stops in its place
-        for name in stop_order(supervisor.programs(), list(supervisor.info())):
+        # the running configuration's priorities, not today's settings': a component disabled
+        # since `up` (or renamed) still stops in its place
+        for wave in stop_waves(supervisor.priorities(), list(supervisor.info())):
             stopping = time.monotonic()
-            if not supervisor.stop(name):
-                continue
-            outcome = supervisor.stop_outcome(name) or "stopped"
-            on_event(f"{name}: stopped ({time.monotonic() - stopping:.1f}s, {outcome})")
-    supervisor.shutdown()
+            with waiting(console, f"{', '.join(wave)} to stop"):
+                for name in supervisor.stop_together(wave):
+                    outcome = supervisor.stop_outcome(name) or "stopped"
+                    on_event(f"{name}: stopped ({time.monotonic() - stopping:.1f}s, {outcome})")
+    with waiting(console, "supervisord to exit"):
+        supervisor.shutdown()
     on_event(f"stack stopped in {time.monotonic() - started:.1f}s")
 
 

@@ -50,7 +50,7 @@ def stream(
         ),
     ] = 300.0,
 ) -> None:
-    """Clean the three Kinesis streams continuously into Delta tables (SPEC §5).
+    """Clean the three Kinesis streams continuously into Delta tables (data contract §5).
 
     Stops on SIGTERM/Ctrl-C, or with --until-idle / --timeout; a restart resumes from the
     checkpoints without loss or duplicates.

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from pipeline.config import Settings
-from pipeline.stack.components import Component, pipeline_environment
+from pipeline.stack.components import PRIORITY_PRODUCER, Component, pipeline_environment
 
 HEARTBEAT_MAX_AGE_S = 15.0
 
@@ -66,6 +66,11 @@ def stream_components(settings: Settings) -> list[Component]:
             # a micro-batch in flight finishes its commit before the JVM exits; under load one
             # can take longer than the default allowance
             stop_timeout_s=60,
+            # SIGINT, not SIGTERM: supervisord signals the whole process group, and pyspark starts
+            # its JVM ignoring SIGINT, so the job stops its queries while the JVM is still there
+            # (on SIGTERM the JVM went down under them and the job exited 1)
+            stop_signal="INT",
+            priority=PRIORITY_PRODUCER,
             # it reads the streams and writes to the lake bucket: both must exist first
             after_provision=True,
         )

@@ -1,4 +1,4 @@
-"""The streaming job (SPEC §5): three Kinesis streams → Structured Streaming → Delta tables.
+"""The streaming job (data contract §5): Kinesis streams → Structured Streaming → Delta tables.
 
 One query per stream, each with its own checkpoint. Every micro-batch is parsed with the explicit
 row schema, split into readable and rejected records, cleaned with the batch job's silver
@@ -6,19 +6,21 @@ functions (`pipeline.transform.silver`, imported, not copied) and MERGEd into it
 
 Layout under the lake root (`--lake`, default `Settings.lake_uri`), for prefix P:
 
-    stream/P_pin_table, stream/P_geo_table, stream/P_user_table   SPEC §3 columns, one row per ind,
-                                       and `_arrival_order`: the row's Kinesis sequence number
+    stream/P_pin_table, stream/P_geo_table, stream/P_user_table   data contract §3 columns,
+                                       one row per ind, and `_arrival_order`: the row's Kinesis
+                                       sequence number
     stream/P_rejected                  unreadable records: source, reason, record (the Kinesis
                                        data as text) and where it came from; partitioned by source
     _checkpoints/stream/P_<table>_table                        one checkpoint per query
 
 Exactly once, with no streaming state: the tables themselves remember what was written.
 
-- repeated ids follow SPEC §3, the batch job's rule (`pipeline.transform.silver.latest_arrival`):
-  the latest arrival wins. One id keeps to one shard (records are keyed by id), where
-  the sequence number is arrival order. Within a micro-batch the greatest sequence number is
-  kept; across micro-batches the MERGE on `ind` inserts a new id and updates a held one only
-  when the incoming sequence number is greater than the one stored with the row;
+- repeated ids follow data contract §3.4, the batch job's rule
+  (`pipeline.transform.silver.latest_arrival`): the latest arrival wins. One id keeps to one
+  shard (records are keyed by id), where the sequence number is arrival order. Within a
+  micro-batch the greatest sequence number is kept; across micro-batches the MERGE on `ind`
+  inserts a new id and updates a held one only when the incoming sequence number is greater than
+  the one stored with the row;
 - a batch replayed after a crash changes nothing: rows by `ind` and sequence number, rejected
   records by (stream, shard, sequence number).
 
@@ -45,7 +47,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -59,6 +61,7 @@ from pyspark.sql.streaming.listener import (
     QueryStartedEvent,
     QueryTerminatedEvent,
     StreamingQueryListener,
+    StreamingQueryProgress,
 )
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -146,13 +149,14 @@ def decode_records(raw: DataFrame, table: str) -> DataFrame:
 
 
 def stream_table_schema(table: str) -> StructType:
-    """A stream table: the SPEC §3 columns, then the row's arrival order (sequence number)."""
+    """A stream table: the data contract §3 columns, then the row's arrival order (sequence no.)."""
     return StructType([*SILVER_SCHEMAS[table].fields, StructField(ARRIVAL_ORDER, StringType())])
 
 
 def split_batch(raw: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
-    """One micro-batch of Kinesis rows → (clean rows in SPEC §3 columns plus `_arrival_order`,
-    one per `ind`, the latest to arrive; rejected records with a reason and the data as text)."""
+    """One micro-batch of Kinesis rows → (clean rows in data contract §3 columns plus
+    `_arrival_order`, one per `ind`, the latest to arrive; rejected records with a reason and the
+    data as text)."""
     good, rejected = split_rejected(decode_records(raw, table), table)
     cleaned = CLEANERS[table](good.withColumn(ARRIVAL_ORDER, F.col(SEQUENCE)))
     # ties (one record read twice) cannot differ in content; the shard keeps the choice stable
@@ -212,7 +216,9 @@ def ensure_tables(spark: SparkSession, paths: StreamPaths) -> None:
 
 @_retry_conflicts
 def merge_rows(spark: SparkSession, rows: DataFrame, path: str) -> None:
-    """Insert rows of new ids; replace a held row only by a later arrival of its id (SPEC §3)."""
+    """Insert rows of new ids; replace a held row only by a later arrival of its id.
+
+    The rule for repeated ids of data contract §3.4."""
     from delta.tables import DeltaTable
 
     later = is_later_arrival(F.col(f"source.{ARRIVAL_ORDER}"), F.col(f"target.{ARRIVAL_ORDER}"))
@@ -294,21 +300,46 @@ def start_queries(
     """Start one query per table: Kinesis → clean → MERGE, each with its own checkpoint."""
     ensure_kinesis_source(spark)
     ensure_tables(spark, paths)
-    queries: dict[str, StreamingQuery] = {}
-    for table in TABLES:
-        source = (
-            spark.readStream.format("kinesis")
-            .options(**kinesis_options(settings, streams[table], initial_position))
-            .load()
-        )
-        queries[table] = (
-            source.writeStream.queryName(paths.table_name(table))
-            .foreachBatch(BatchWriter(paths, table))
-            .option("checkpointLocation", paths.checkpoint(table))
-            .trigger(processingTime=f"{trigger_seconds} seconds")
-            .start()
-        )
-    return queries
+    return {
+        table: start_query(spark, settings, paths, streams[table], table, trigger_seconds,
+                           initial_position)
+        for table in TABLES
+    }  # fmt: skip
+
+
+def start_query(
+    spark: SparkSession,
+    settings: Settings,
+    paths: StreamPaths,
+    stream: str,
+    table: str,
+    trigger_seconds: float,
+    initial_position: str,
+) -> StreamingQuery:
+    """The query of one table; started again on its checkpoint it resumes where it stopped."""
+    source = (
+        spark.readStream.format("kinesis")
+        .options(**kinesis_options(settings, stream, initial_position))
+        .load()
+    )
+    return (
+        source.writeStream.queryName(paths.table_name(table))
+        .foreachBatch(BatchWriter(paths, table))
+        .option("checkpointLocation", paths.checkpoint(table))
+        .trigger(processingTime=f"{trigger_seconds} seconds")
+        .start()
+    )
+
+
+# Spark gives a Python worker (the Python Kinesis source's runner) a fixed 10 s to connect back;
+# on a loaded machine it can miss that. Nothing was read or written: the query is started again on
+# its checkpoint rather than the whole job (and its JVM) restarted.
+TRANSIENT_QUERY_ERRORS = ("Python worker failed to connect back",)
+MAX_QUERY_RESTARTS = 10  # in a row, without a micro-batch in between
+
+
+def is_transient(error: BaseException | object) -> bool:
+    return any(text in str(error) for text in TRANSIENT_QUERY_ERRORS)
 
 
 # -- running, watching, stopping -------------------------------------------------------------------
@@ -419,6 +450,7 @@ class ProgressListener(StreamingQueryListener):
         self._lock = threading.Lock()
         self._batches: dict[str, dict[int, int]] = {}  # query id → batch id → input rows
         self._last_input_at: dict[str, float] = {}
+        self._last_batch: dict[str, dict[str, object]] = {}  # query id → its latest micro-batch
 
     def onQueryStarted(self, event: QueryStartedEvent) -> None:
         """Nothing to record."""
@@ -427,6 +459,7 @@ class ProgressListener(StreamingQueryListener):
         progress = event.progress
         rows = int(progress.numInputRows)
         if rows:
+            self._keep_last_batch(progress, rows)
             durations = progress.durationMs
             log.info(
                 "%s batch %s: %s rows in %.1fs (%s)",
@@ -441,6 +474,20 @@ class ProgressListener(StreamingQueryListener):
                 self._batches.setdefault(query_id, {})[int(progress.batchId)] = rows
                 self._last_input_at[query_id] = time.monotonic()
 
+    def _keep_last_batch(self, progress: StreamingQueryProgress, rows: int) -> None:
+        """What `pinpipe status` shows (through the heartbeat file): the query's latest
+        micro-batch that read records."""
+        last_batch = {
+            "batch_id": int(progress.batchId),
+            "time": str(progress.timestamp),
+            "input_rows": rows,
+            "input_rows_per_second": float(progress.inputRowsPerSecond),
+            "processed_rows_per_second": float(progress.processedRowsPerSecond),
+            "duration_s": progress.durationMs.get("triggerExecution", 0) / 1000,
+        }
+        with self._lock:
+            self._last_batch[str(progress.id)] = last_batch
+
     def onQueryIdle(self, event: QueryIdleEvent) -> None:
         """Nothing to record."""
 
@@ -454,6 +501,11 @@ class ProgressListener(StreamingQueryListener):
     def last_input_at(self, query_id: str) -> float | None:
         with self._lock:
             return self._last_input_at.get(query_id)
+
+    def last_batch(self, query_id: str) -> dict[str, object] | None:
+        """The query's latest micro-batch that read records, if any."""
+        with self._lock:
+            return self._last_batch.get(query_id)
 
 
 @dataclass
@@ -478,11 +530,14 @@ class StreamJob:
         listener: ProgressListener,
         heartbeat: Heartbeat,
         stop_requested: threading.Event,
+        restart: Callable[[str], StreamingQuery] | None = None,
     ) -> None:
         self.queries = dict(queries)
         self.listener = listener
         self.heartbeat = heartbeat
         self.stop_requested = stop_requested
+        self.restart = restart  # starts one table's query again
+        self.restarts: dict[str, int] = dict.fromkeys(self.queries, 0)
         self.started = time.monotonic()
         # fixed for a query's run: ask the JVM once
         self.names = {table: {"name": q.name, "id": str(q.id), "run_id": str(q.runId)}
@@ -493,12 +548,38 @@ class StreamJob:
         return self.listener.batches(self.names[table]["id"])
 
     def _check_alive(self) -> None:
-        for table, query in self.queries.items():
+        for table, query in list(self.queries.items()):
             error = query.exception()
+            if error is not None and self._restart_after(table, error):
+                continue
             if error is not None:
                 raise RuntimeError(f"stream query {table} failed: {error}") from error
+            if self.restarts.get(table) and query.lastProgress is not None:
+                self.restarts[table] = 0  # it ran a micro-batch: the count is of failures in a row
             if not query.isActive:
                 raise RuntimeError(f"stream query {table} stopped unexpectedly")
+
+    def _restart_after(self, table: str, error: object) -> bool:
+        """Start `table`'s query again after a transient failure; False if it is not one."""
+        if self.restart is None or not is_transient(error):
+            return False
+        if self.restarts[table] >= MAX_QUERY_RESTARTS:
+            return False
+        self.restarts[table] += 1
+        log.warning(
+            "stream query %s failed (%s); starting it again on its checkpoint (%d in a row, of %d)",
+            table,
+            str(error).splitlines()[0],
+            self.restarts[table],
+            MAX_QUERY_RESTARTS,
+        )
+        # each attempt starts a Python process: back off, so a loaded machine gets its breath
+        if self.stop_requested.wait(min(30.0, 2.0 ** self.restarts[table])):
+            return True  # asked to stop meanwhile: start nothing, the watch loop stops
+        query = self.restart(table)
+        self.queries[table] = query
+        self.names[table] = {"name": query.name, "id": str(query.id), "run_id": str(query.runId)}
+        return True
 
     def idle_for(self) -> float:
         """Seconds since the last micro-batch with input, if no query is busy right now."""
@@ -522,6 +603,7 @@ class StreamJob:
                     "batches_with_input": len(batches),
                     "last_batch_id": max(batches, default=None),
                     "input_rows": sum(batches.values()),
+                    "last_batch": self.listener.last_batch(self.names[table]["id"]),
                 }
                 for table, query in self.queries.items()
                 for batches in [self.batches(table)]
@@ -578,21 +660,46 @@ def run(
     heartbeat = Heartbeat(progress_file).start()
     stop_requested = threading.Event()
 
+    starting = True  # until the queries start: nothing is in flight then
+
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: stopping the stream queries", signum)
         stop_requested.set()
+        if starting:
+            # no query runs yet, so nothing to finish: leave now, not after Spark's start-up
+            # (tens of seconds on a busy machine)
+            raise SystemExit(0)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
+    def handle_stop_signals() -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, request_stop)
+            signal.signal(signal.SIGINT, request_stop)
+
+    handle_stop_signals()
     try:
         if not on_databricks():  # there the platform provisions, and may use other credentials
             wait_for_inputs(settings, streams, paths.root, wait_for_inputs_s, heartbeat)
         spark = get_spark("pinpipe-stream", settings)
+        # SparkContext installs its own SIGINT handler (cancel every job, KeyboardInterrupt);
+        # the stack stops this job with SIGINT (its JVM ignores it): stop the queries instead
+        handle_stop_signals()
+        if stop_requested.is_set():  # asked to stop while Spark was starting
+            return StreamReport(batches={}, input_rows={}, stopped_because="signal")
+        starting = False
+        # its port is the first free one from 4040: `pinpipe status` reads it from here
+        heartbeat.update(spark_ui=spark.sparkContext.uiWebUrl)
         listener = ProgressListener()
         spark.streams.addListener(listener)  # before the queries start: no event missed
         queries = start_queries(spark, settings, paths, streams, trigger_seconds, initial_position)
-        job = StreamJob(queries, listener, heartbeat, stop_requested)
+        job = StreamJob(
+            queries,
+            listener,
+            heartbeat,
+            stop_requested,
+            restart=lambda table: start_query(
+                spark, settings, paths, streams[table], table, trigger_seconds, initial_position
+            ),
+        )
         reason = "error"
         try:
             reason = job.watch(until_idle_s, timeout_s)

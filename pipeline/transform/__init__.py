@@ -1,1 +1,1 @@
-"""Batch transform: landed JSON lines → bronze → silver (SPEC §3) → gold (SPEC §4), on Delta."""
+"""Batch transform: landed JSON lines → bronze → silver → gold, on Delta (data contract §3, §4)."""

@@ -13,8 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.transform.gold import QUERY_COLUMNS
-
 Row = dict[str, Any]
 
 
@@ -61,6 +59,9 @@ def batch(
 
 def render_csv(results: dict[str, list[Row]], with_titles: bool) -> str:
     """CSV per query; several queries are separated by a blank line and a `# query_id` line."""
+    # imported here: the CLI must load without pyspark (the API image has none)
+    from pipeline.transform.gold import QUERY_COLUMNS
+
     out = io.StringIO()
     for position, (query_id, rows) in enumerate(results.items()):
         if with_titles:
@@ -74,6 +75,8 @@ def render_csv(results: dict[str, list[Row]], with_titles: bool) -> str:
 
 
 def render_tables(results: dict[str, list[Row]], console: Console) -> None:
+    from pipeline.transform.gold import QUERY_COLUMNS
+
     for query_id, rows in results.items():
         table = Table(title=query_id, title_justify="left")
         for column in QUERY_COLUMNS[query_id]:
@@ -83,32 +86,37 @@ def render_tables(results: dict[str, list[Row]], console: Console) -> None:
         console.print(table)
 
 
+LakeRootOption = Annotated[
+    str | None, typer.Option("--lake", help="Delta lake root (default: config)")
+]
+OutputFormatOption = Annotated[OutputFormat, typer.Option("--format", help="table, json or csv")]
+
+
 def analytics(
-    lake_root: Annotated[
-        str | None, typer.Option("--lake", help="Delta lake root (default: config)")
-    ] = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="table, json or csv")
-    ] = OutputFormat.table,
+    lake_root: LakeRootOption = None,
+    output_format: OutputFormatOption = OutputFormat.table,
     queries: Annotated[
         list[str] | None, typer.Option("--query", help="Only these query ids (repeatable)")
     ] = None,
 ) -> None:
-    """Print the gold tables written by `pinpipe batch`."""
+    """Print the gold tables written by `pinpipe batch`, read by name (`gold.<query id>`)."""
     from pipeline.config import get_settings
     from pipeline.spark_session import get_spark
-    from pipeline.transform.job import read_gold
+    from pipeline.tables import read_gold_by_name, register_tables, table_name
+    from pipeline.transform.gold import QUERY_COLUMNS
 
     unknown = sorted(set(queries or ()) - set(QUERY_COLUMNS))
     if unknown:
         raise typer.BadParameter(f"unknown query ids {unknown}; known: {sorted(QUERY_COLUMNS)}")
     settings = get_settings()
     spark = get_spark("pinpipe-analytics", settings)
-    try:
-        results = read_gold(spark, lake_root or settings.lake_uri)
-    except FileNotFoundError as missing:
-        typer.echo(f"error: {missing}", err=True)
-        raise typer.Exit(1) from missing
+    lake = lake_root or settings.lake_uri
+    named = register_tables(spark, settings, lake)
+    absent = [q for q in QUERY_COLUMNS if table_name(settings, "gold", q) not in named]
+    if absent:
+        typer.echo(f"error: gold tables {absent} missing under {lake}: run batch", err=True)
+        raise typer.Exit(1)
+    results = read_gold_by_name(spark, settings)
     if queries:
         results = {query_id: results[query_id] for query_id in queries}
     if output_format is OutputFormat.json:
@@ -119,6 +127,48 @@ def analytics(
         render_tables(results, Console())
 
 
+def sql(
+    query: Annotated[
+        str, typer.Argument(help="Spark SQL over the tables by name, e.g. silver.pin")
+    ],
+    lake_root: LakeRootOption = None,
+    output_format: OutputFormatOption = OutputFormat.table,
+) -> None:
+    """Run SQL over the lake's tables by name: bronze.*, silver.*, gold.*, stream.*."""
+    from pyspark.errors import AnalysisException, ParseException
+
+    from pipeline.config import get_settings
+    from pipeline.spark_session import get_spark
+    from pipeline.tables import register_tables
+    from pipeline.transform.job import _jsonable
+
+    settings = get_settings()
+    spark = get_spark("pinpipe-sql", settings)
+    register_tables(spark, settings, lake_root or settings.lake_uri)
+    try:
+        frame = spark.sql(query)
+        rows = [{k: _jsonable(v) for k, v in row.asDict().items()} for row in frame.collect()]
+    except (AnalysisException, ParseException) as error:
+        typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from error
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif output_format is OutputFormat.csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=frame.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        typer.echo(out.getvalue(), nl=False)
+    else:
+        table = Table(title=query, title_justify="left")
+        for column in frame.columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*("" if value is None else str(value) for value in row.values()))
+        Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     app.command("batch")(batch)
     app.command("analytics")(analytics)
+    app.command("sql")(sql)

@@ -1,8 +1,8 @@
-"""The nine analytics of SPEC §4 as pure functions of the three silver tables.
+"""The nine analytics of data contract §4 as pure functions of the three silver tables.
 
-Each query returns exactly the SPEC columns, sorted by its leading columns (every column but the
-last). Tops are decided by the highest count or follower count; ties go to the alphabetically
-first name. Years are UTC calendar years, whatever the session time zone.
+Each query returns exactly the data contract columns, sorted by its leading columns (every column
+but the last). Tops are decided by the highest count or follower count; ties go to the
+alphabetically first name. Years are UTC calendar years, whatever the session time zone.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def q2_top_category_by_year(silver: SilverTables) -> DataFrame:
 
 
 def _largest_follower_count_per_poster_and_country(silver: SilverTables) -> DataFrame:
-    """Each poster's largest follower count in each country (SPEC §4, q3a/q3b)."""
+    """Each poster's largest follower count in each country (data contract §4, q3a/q3b)."""
     return (
         _pins_with_geo(silver)
         .where(

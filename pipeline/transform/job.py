@@ -31,10 +31,11 @@ from typing import Annotated, Any
 
 import typer
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from pipeline.config import Settings, get_settings
-from pipeline.spark_session import get_spark
-from pipeline.transform.bronze import ingest_topic
+from pipeline.spark_session import get_spark, on_databricks
+from pipeline.transform.bronze import Ingested, bronze_schema, ingest_topic
 from pipeline.transform.gold import QUERIES, QUERY_COLUMNS, SilverTables, sort_columns
 from pipeline.transform.lake import (
     LakePaths,
@@ -44,8 +45,8 @@ from pipeline.transform.lake import (
     read_delta,
     replace_if_changed,
 )
-from pipeline.transform.schemas import SOURCE_SCHEMAS
-from pipeline.transform.silver import REJECTED_COLUMNS, bronze_to_silver
+from pipeline.transform.schemas import SOURCE_ID_COLUMNS, SOURCE_SCHEMAS
+from pipeline.transform.silver import REJECTED_COLUMNS, bronze_to_silver, split_rejected
 
 TABLES: tuple[str, ...] = ("pin", "geo", "user")
 # A broken line read again from a rewritten object is the same rejected record.
@@ -74,37 +75,110 @@ class BatchReport:
 
 
 def topics_for(prefix: str) -> dict[str, str]:
-    """The landed topic of each table: `<prefix>.pin|geo|user` (SPEC §2)."""
+    """The landed topic of each table: `<prefix>.pin|geo|user` (data contract §2.5)."""
     return {table: f"{prefix}.{table}" for table in TABLES}
 
 
+def _update_silver(
+    spark: SparkSession, paths: LakePaths, table: str, ingested: Ingested
+) -> tuple[int, DataFrame | None]:
+    """Bring one silver table up to date with bronze: (rows merged, rejected rows to append).
+
+    A new silver table is built from all of bronze. After that only the ids of the lines bronze
+    has just appended can change, so only their bronze rows are cleaned and deduplicated again
+    (`latest_arrival` over every arrival of each such id, as in a full rebuild) and compared with
+    their silver rows; only the new lines can hold new rejects.
+    """
+    silver_path = paths.silver(table)
+    if not is_delta_table(spark, silver_path):
+        silver, rejected = bronze_to_silver(read_delta(spark, paths.bronze(table)), table)
+        return merge_changed(spark, silver, silver_path, "ind"), rejected
+    if ingested.rows is None:
+        return 0, None
+    id_column = SOURCE_ID_COLUMNS[table]
+    touched = (
+        ingested.rows.select(F.col(id_column).alias("ind"))
+        .where(F.col("ind").isNotNull())
+        .distinct()
+    )
+    bronze = read_delta(spark, paths.bronze(table))
+    arrivals = bronze.join(touched.withColumnRenamed("ind", id_column), id_column, "left_semi")
+    silver, _ = bronze_to_silver(arrivals, table)
+    _, rejected = split_rejected(ingested.rows, table)
+    return merge_changed(spark, silver, silver_path, "ind", among=touched), rejected
+
+
 def run_batch(
-    spark: SparkSession, input_root: str, lake_root: str, topics: Mapping[str, str]
+    spark: SparkSession,
+    input_root: str,
+    lake_root: str,
+    topics: Mapping[str, str],
+    stage_gold: bool = False,
 ) -> BatchReport:
-    """Bronze → silver → gold over the three topics; returns what changed."""
+    """Bronze → silver → gold over the three topics; returns what changed.
+
+    `stage_gold`: write gold to its staging location (`LakePaths.staged_gold`), for the DAG's
+    checks to audit and `pipeline/orchestrate/publish.py` to publish (write-audit-publish).
+    """
     paths = LakePaths(lake_root)
     report = BatchReport()
 
-    for table in TABLES:
-        report.bronze_appended[table] = ingest_topic(
-            spark, input_root, topics[table], SOURCE_SCHEMAS[table], paths.bronze(table)
+    ingested = {
+        table: ingest_topic(
+            spark,
+            input_root,
+            topics[table],
+            SOURCE_SCHEMAS[table],
+            paths.bronze(table),
+            paths.ingested(table),
         )
+        for table in TABLES
+    }
+    try:
+        rejected: DataFrame | None = None
+        for table in TABLES:
+            report.bronze_appended[table] = ingested[table].appended
+            merged, rejected_rows = _update_silver(spark, paths, table, ingested[table])
+            report.silver_merged[table] = merged
+            if rejected_rows is not None:
+                rejected = (
+                    rejected_rows if rejected is None else rejected.unionByName(rejected_rows)
+                )
+        if rejected is not None or not is_delta_table(spark, paths.rejected):
+            nothing = spark.createDataFrame([], bronze_schema(SOURCE_SCHEMAS["pin"]))
+            empty = split_rejected(nothing, "pin")[1]
+            report.rejected_appended = append_absent(
+                spark, empty if rejected is None else rejected, paths.rejected, REJECTED_KEY
+            )
+    finally:
+        for table_ingested in ingested.values():
+            table_ingested.release()
 
-    rejected: DataFrame | None = None
-    for table in TABLES:
-        silver, rejected_rows = bronze_to_silver(read_delta(spark, paths.bronze(table)), table)
-        report.silver_merged[table] = merge_changed(spark, silver, paths.silver(table), "ind")
-        rejected = rejected_rows if rejected is None else rejected.unionByName(rejected_rows)
-    if rejected is not None:
-        report.rejected_appended = append_absent(spark, rejected, paths.rejected, REJECTED_KEY)
+    targets = {
+        query_id: paths.staged_gold(query_id) if stage_gold else paths.gold(query_id)
+        for query_id in QUERIES
+    }
+    silver_unchanged = not any(report.silver_merged.values())
+    if silver_unchanged and all(is_delta_table(spark, path) for path in targets.values()):
+        return report  # gold is a function of silver alone
 
     # Nine queries read the same three tables: keep them in memory for the gold step.
+    # Cached hash-partitioned and sorted by `ind`: the eight joins on `ind` then reuse that layout
+    # instead of shuffling and sorting both sides again for every query.
+    configured = str(spark.conf.get("spark.sql.shuffle.partitions", "4"))
+    partitions = int(configured) if configured.isdigit() else 4  # Databricks may say "auto"
     silver_tables = SilverTables(
-        *(read_delta(spark, paths.silver(table)).persist() for table in TABLES)
+        *(
+            read_delta(spark, paths.silver(table))
+            .repartition(partitions, "ind")
+            .sortWithinPartitions("ind")
+            .persist()
+            for table in TABLES
+        )
     )
     try:
         for query_id, query in QUERIES.items():
-            if replace_if_changed(spark, query(silver_tables), paths.gold(query_id)):
+            if replace_if_changed(spark, query(silver_tables), targets[query_id]):
                 report.gold_rewritten.append(query_id)
     finally:
         for frame in silver_tables:
@@ -125,7 +199,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_gold(spark: SparkSession, lake_root: str) -> dict[str, list[Row]]:
-    """Every gold table as rows with the SPEC column names, sorted by the leading columns."""
+    """Every gold table as rows with the data contract's columns, sorted by the leading ones."""
     paths = LakePaths(lake_root)
     results: dict[str, list[Row]] = {}
     for query_id, columns in QUERY_COLUMNS.items():
@@ -151,6 +225,7 @@ def run(
     prefix: str | None = None,
     results_json: Path | None = None,
     settings: Settings | None = None,
+    stage_gold: bool = False,
 ) -> BatchReport:
     """The whole job with defaults from config: landing zone, lake root and topic prefix."""
     settings = settings or get_settings()
@@ -161,7 +236,12 @@ def run(
         input_root or settings.landing_uri,
         lake,
         topics_for(prefix or settings.topic_prefix),
+        stage_gold=stage_gold,
     )
+    if on_databricks():  # names in Unity Catalog persist; a local session names them on demand
+        from pipeline.tables import register_tables
+
+        register_tables(spark, settings, lake)
     if results_json is not None:
         write_results_json(read_gold(spark, lake), results_json)
     return report
@@ -176,9 +256,12 @@ def main(
     results_json: Annotated[
         Path | None, typer.Option("--results-json", help="write gold results to this file")
     ] = None,
+    stage_gold: Annotated[
+        bool, typer.Option("--stage-gold", help="gold to staging, published after the checks")
+    ] = False,
 ) -> None:
     """Run bronze → silver → gold once."""
-    report = run(input_root, lake_root, prefix, results_json)
+    report = run(input_root, lake_root, prefix, results_json, stage_gold=stage_gold)
     print(json.dumps(report.__dict__, sort_keys=True))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql.types import StructType
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class LakePaths:
 
     def gold(self, query_id: str) -> str:
         return self._join("gold", query_id)
+
+    def ingested(self, table: str) -> str:
+        """The manifest of landed object versions already in bronze (`transform.bronze`)."""
+        return self._join("ingested", table)
+
+    def staged_gold(self, query_id: str) -> str:
+        """Where the DAG's batch job writes gold for the checks before it is published."""
+        return self._join("staging", "gold", query_id)
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
@@ -65,13 +74,23 @@ def _create(df: DataFrame, path: str) -> None:
     df.write.format("delta").mode("errorifexists").save(path)
 
 
+def create_empty(spark: SparkSession, schema: StructType, path: str) -> None:
+    """An empty table: one commit, no Spark job (unlike writing an empty DataFrame)."""
+    from delta.tables import DeltaTable
+
+    DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+
+
 def append_absent(spark: SparkSession, df: DataFrame, path: str, key: Sequence[str]) -> int:
     """Append the rows of `df` whose `key` is not in the table yet; return how many."""
     if not is_delta_table(spark, path):
         rows = df.persist()
         try:
             count = rows.count()
-            _create(rows, path)
+            if count:
+                _create(rows, path)
+            else:
+                create_empty(spark, df.schema, path)
         finally:
             rows.unpersist()
         return count
@@ -87,14 +106,22 @@ def append_absent(spark: SparkSession, df: DataFrame, path: str, key: Sequence[s
     return count
 
 
-def merge_changed(spark: SparkSession, df: DataFrame, path: str, key: str) -> int:
+def merge_changed(
+    spark: SparkSession, df: DataFrame, path: str, key: str, among: DataFrame | None = None
+) -> int:
     """Upsert `df` (unique on `key`) by MERGE, sending only rows not already in the table as
-    they are; return how many rows were inserted or updated (0 means no commit)."""
+    they are; return how many rows were inserted or updated (0 means no commit).
+
+    `among`: the `key` values `df` can hold (one column named `key`), so that only those rows of
+    the table are compared, not all of it.
+    """
     from delta.tables import DeltaTable
 
     if not is_delta_table(spark, path):
         return append_absent(spark, df, path, [key])
     current = read_delta(spark, path).select(*df.columns)
+    if among is not None:
+        current = current.join(among, key, "left_semi")
     changed = df.exceptAll(current).persist()
     try:
         count = changed.count()
@@ -127,7 +154,11 @@ def replace_if_changed(spark: SparkSession, df: DataFrame, path: str) -> bool:
     For small derived tables (gold): the result is computed once and compared on the driver.
     """
     rows = df.collect()
-    if is_delta_table(spark, path):
+    exists = is_delta_table(spark, path)
+    if not rows and not exists:
+        create_empty(spark, df.schema, path)
+        return True
+    if exists:
         current = read_delta(spark, path)
         if _shape(current) == _shape(df) and _row_keys(current.collect()) == _row_keys(rows):
             return False

@@ -1,4 +1,4 @@
-"""Explicit schemas of the rows the emulator sends (SPEC §1), as they arrive in JSON.
+"""Explicit schemas of the rows the emulator sends (data contract §1), as they arrive in JSON.
 
 Datetimes travel as ISO 8601 text, so they are strings here and become timestamps in silver.
 `follower_count` is text in the source (`15k`, `User Info Error`). Every schema can carry the
@@ -61,7 +61,7 @@ USER_SCHEMA = StructType(
 SOURCE_SCHEMAS: dict[str, StructType] = {"pin": PIN_SCHEMA, "geo": GEO_SCHEMA, "user": USER_SCHEMA}
 SOURCE_ID_COLUMNS: dict[str, str] = {"pin": "index", "geo": "ind", "user": "ind"}
 
-# Silver tables (SPEC §3), columns in contract order.
+# Silver tables (data contract §3), columns in contract order.
 SILVER_PIN_SCHEMA = StructType(
     [
         StructField("ind", IntegerType()),

@@ -1,4 +1,4 @@
-"""Silver cleaning of SPEC §3 as pure DataFrame → DataFrame functions (Spark built-ins only).
+"""Silver cleaning of data contract §3 as pure DataFrame → DataFrame functions (Spark only).
 
 The steps are separate so batch and streaming can share them:
 
@@ -6,8 +6,8 @@ The steps are separate so batch and streaming can share them:
    the corrupt-record column;
 2. `split_rejected` sets aside rows that cannot be read, each with a reason;
 3. `clean_pin` / `clean_geo` / `clean_user` clean one row at a time (no shuffle, stream-safe);
-4. `latest_arrival` keeps the latest arrival of an `ind` (SPEC §3), the one rule of both layers:
-   the batch job over bronze, the stream job within a micro-batch and, with
+4. `latest_arrival` keeps the latest arrival of an `ind` (data contract §3.4), the one rule of
+   both layers: the batch job over bronze, the stream job within a micro-batch and, with
    `is_later_arrival`, in its MERGE.
 
 `bronze_to_silver` chains 2-4 for the batch job. Extra columns whose names start with `_`
@@ -31,7 +31,7 @@ from pipeline.transform.schemas import (
     with_corrupt_record,
 )
 
-# SPEC §1 placeholders; each one is only a placeholder in its own column.
+# Data contract §1 placeholders; each one is only a placeholder in its own column.
 PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "title": ("No Title Data Available",),
     "description": ("No description available Story format", "No description available"),
@@ -137,7 +137,7 @@ def _carried(df: DataFrame, names: Sequence[str] | None) -> list[Column]:
 
 
 def clean_pin(df: DataFrame, carry: Sequence[str] | None = None) -> DataFrame:
-    """Landed pin rows → silver pin columns (SPEC §3), plus lineage columns (all by default)."""
+    """Landed pin rows → silver pin columns (data contract §3.1), plus lineage (all by default)."""
     return df.select(
         F.col("index").alias("ind"),
         clean_text(F.col("unique_id")).alias("unique_id"),
@@ -234,9 +234,9 @@ def split_rejected(df: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
 # -- duplicates -----------------------------------------------------------------------------------
 
 
-# SPEC §3: when one `ind` arrives more than once, the latest arrival wins, in both layers. With
-# records keyed by id, one id keeps to one Kafka partition and one Kinesis shard, where the
-# record's position is arrival order: its offset (batch) or sequence number (stream). Each layer
+# Data contract §3.4: when one `ind` arrives more than once, the latest arrival wins, in both
+# layers. With records keyed by id, one id keeps to one Kafka partition and one Kinesis shard, where
+# the record's position is arrival order: its offset (batch) or sequence number (stream). Each layer
 # puts that position in ARRIVAL_ORDER, as decimal digits (sequence numbers exceed 64 bits).
 ARRIVAL_ORDER = "_arrival_order"
 
@@ -281,7 +281,7 @@ def landed_offset(source_file: Column, line: Column) -> Column:
 
 
 def bronze_to_silver(bronze: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
-    """Bronze rows of one table → (silver rows, one per `ind`, in SPEC order; rejected rows).
+    """Bronze rows of one table → (silver rows, one per `ind`, in contract order; rejected rows).
 
     Among duplicates of an `ind` the latest arrival wins (`latest_arrival`: the greatest Kafka
     offset); copies of one record (a rewritten object) prefer the newest object version.

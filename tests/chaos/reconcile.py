@@ -240,15 +240,14 @@ def reconcile_ids(
     )
 
 
-def delta_ids(spark: Any, paths: Mapping[str, str]) -> dict[str, Counter[int]]:
-    """Rows per `ind` of a Delta table per SPEC table; a table not created yet has none."""
-    from delta.tables import DeltaTable
+def delta_ids(settings: Settings, uris: Mapping[str, str]) -> dict[str, Counter[int]]:
+    """Rows per `ind` of a Delta table per contract table, read with delta-rs (no Spark session
+    to poll with); a table not created yet has none."""
+    from pipeline.report.lake import LakeReader
 
+    reader = LakeReader(settings)
     counts: dict[str, Counter[int]] = {}
-    for table, path in paths.items():
-        if not DeltaTable.isDeltaTable(spark, path):
-            counts[table] = Counter()
-            continue
-        frame = spark.read.format("delta").load(path).groupBy("ind").count()
-        counts[table] = Counter({row["ind"]: row["count"] for row in frame.collect()})
+    for table, uri in uris.items():
+        data = reader.arrow(uri, ["ind"])
+        counts[table] = Counter() if data is None else Counter(data.column("ind").to_pylist())
     return counts

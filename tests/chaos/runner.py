@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -44,6 +46,8 @@ ADDON = Path(__file__).with_name("s3_fault_addon.py")
 MITMDUMP = PROJECT_ROOT / ".cache" / "tools" / "bin" / "mitmdump"
 # Kept apart from the test session's own stack (PINPIPE_TEST_PORT_OFFSET) that may be up too.
 PORT_SHIFT = 500
+# the seeded source database, kept between runs (they only read it)
+SOURCE_CACHE = PROJECT_ROOT / ".run" / "chaos"
 
 
 @dataclass
@@ -53,6 +57,8 @@ class FaultResult:
     stages: list[StageResult] = field(default_factory=list)
     posting: dict[str, dict[str, Any]] = field(default_factory=dict)
     fault_s: float = 0.0
+    took_s: float = 0.0  # from the start of posting until every stage agreed
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)  # when the fault was reconciled
     error: str = ""
 
     def failures(self) -> list[str]:
@@ -70,6 +76,8 @@ class FaultResult:
             "run": self.run,
             "fault": self.fault,
             "fault_s": round(self.fault_s, 1),
+            "took_s": round(self.took_s, 1),
+            "load_average": [round(figure, 2) for figure in self.load_average],
             "error": self.error,
             "posting": self.posting,
             "stages": [stage.as_dict() for stage in self.stages],
@@ -160,6 +168,10 @@ def s3_fault_proxy(upstream: str, port: int, switch: Path, log: Path) -> Iterato
             process.wait()
 
 
+def _load() -> str:
+    return " ".join(f"{figure:.1f}" for figure in os.getloadavg())
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
@@ -170,7 +182,9 @@ def seeded_source(cache_dir: Path, rows: int) -> Path:
     """A source database of `rows` ids, generated once and kept (the draws only read it)."""
     path = cache_dir / f"source-{rows}.db"
     if not path.exists():
-        partial = path.with_suffix(".partial")
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # a name of its own: two runs seeding at once each rename a whole file into place
+        partial = cache_dir / f"source-{rows}.{os.getpid()}.partial"
         partial.unlink(missing_ok=True)
         engine = database.connect(f"sqlite:///{partial}")
         try:
@@ -238,6 +252,26 @@ class Posting:
                 thread.join()
         self._engine.dispose()
 
+    def acknowledged(self, mode: str) -> int:
+        """Records acknowledged so far (ledger lines written)."""
+        path = self.ledgers[mode]
+        if not path.exists():
+            return 0
+        with path.open("rb") as ledger:
+            return sum(1 for _line in ledger)
+
+    def wait_until_acknowledged(self, records: int, timeout_s: float) -> None:
+        """Until every layer has `records` acknowledged (or its posting ended): the fault then
+        lands in the middle of the posting, however fast the loaded machine posts."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(
+                not thread.is_alive() or self.acknowledged(mode) >= records
+                for mode, thread in zip(self.ledgers, self._threads, strict=True)
+            ):
+                return
+            time.sleep(0.2)
+
     def ledger(self, mode: str) -> list[dict[str, Any]]:
         path = self.ledgers.get(mode)
         if path is None or not path.exists():
@@ -246,7 +280,7 @@ class Posting:
 
 
 def _converge(
-    check: Callable[[], StageResult], lifted: float, timeout_s: float, interval_s: float = 3.0
+    check: Callable[[], StageResult], lifted: float, timeout_s: float, interval_s: float = 1.0
 ) -> StageResult:
     """Re-check until nothing is missing (or the timeout); the time of agreement is the
     recovery time, measured from the moment the fault was lifted."""
@@ -262,7 +296,6 @@ def _converge(
 
 def run_fault(
     context: FaultContext,
-    spark: Any,
     run: int,
     name: str,
     records: int,
@@ -279,8 +312,9 @@ def run_fault(
     before = reconcile.watermarks(settings)
     seed = 1000 * run + list(FAULTS).index(name)
     posting = Posting(settings, folder, draws, seed=seed, rate=rate, modes=modes)
+    began = time.monotonic()
     posting.start()
-    time.sleep(5)
+    posting.wait_until_acknowledged(records // 4, timeout_s=300)
     console.print(f"[bold]run {run} · {name}[/]: injecting")
     started = time.monotonic()
     try:
@@ -296,7 +330,9 @@ def run_fault(
     ledgers = {mode: posting.ledger(mode) for mode in ("batch", "stream")}
     batch, stream = ledgers["batch"], ledgers["stream"]
     if "batch" not in modes:
-        result.stages = [_stream_stage(context, spark, stream, lifted, settle_s)]
+        result.stages = [_stream_stage(context, stream, lifted, settle_s)]
+        result.took_s = time.monotonic() - began
+        result.load_average = os.getloadavg()
         return result, ledgers
 
     after = reconcile.watermarks(settings)
@@ -316,13 +352,14 @@ def run_fault(
     full.recover_s = lake_result.recover_s
     result.stages = [kafka_result, full]
     if "stream" in modes:
-        result.stages.append(_stream_stage(context, spark, stream, lifted, settle_s))
+        result.stages.append(_stream_stage(context, stream, lifted, settle_s))
+    result.took_s = time.monotonic() - began
+    result.load_average = os.getloadavg()
     return result, ledgers
 
 
 def _stream_stage(
     context: FaultContext,
-    spark: Any,
     ledger: list[dict[str, Any]],
     lifted: float,
     settle_s: float,
@@ -336,9 +373,9 @@ def _stream_stage(
     wanted = reconcile.ids_of(ledger)
 
     def check() -> StageResult:
-        return reconcile.reconcile_ids("stream", wanted, reconcile.delta_ids(spark, tables))
+        return reconcile.reconcile_ids("stream", wanted, reconcile.delta_ids(settings, tables))
 
-    return _converge(check, lifted, settle_s, interval_s=5.0)
+    return _converge(check, lifted, settle_s, interval_s=2.0)
 
 
 # -- a run: one stack, every fault ---------------------------------------------------------------
@@ -353,7 +390,7 @@ def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultRes
     os.environ.update(environment)
     get_settings.cache_clear()
     upstream = f"http://127.0.0.1:{get_settings().s3_port}"  # where the S3 server listens
-    source = seeded_source(out_dir, args.source_rows)
+    source = seeded_source(SOURCE_CACHE, args.source_rows)
     os.environ["PINPIPE_SOURCE_DB_URL"] = f"sqlite:///{source}"
     switch = run_dir / "s3-fault.on"
     proxy_port = _free_port()
@@ -371,30 +408,27 @@ def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultRes
         context = FaultContext(
             settings, upstream, switch, args.outage, log=lambda m: console.print(f"  {m}")
         )
-        spark = None
         try:
             started = time.monotonic()
             bring_up(settings, lambda event: console.print(f"  [dim]{event}[/]"))
             console.print(f"run {run}: stack up in {time.monotonic() - started:.0f}s")
-            from pipeline.spark_session import get_spark
-
-            spark = get_spark("pinpipe-chaos", settings)
             per_fault = max(RECORDS_PER_ID, args.records // len(faults))
             batch_ledgers: dict[str, list[dict[str, Any]]] = {}
             for name in faults:
                 result, ledgers = run_fault(
-                    context, spark, run, name, per_fault, run_dir / name, args.settle, modes
+                    context, run, name, per_fault, run_dir / name, args.settle, modes
                 )
                 batch_ledgers[name] = ledgers["batch"]
                 results.append(result)
                 _print_table(results[-1:])
+                console.print(
+                    f"run {run} · {name}: {result.took_s:.0f}s "
+                    f"(fault {result.fault_s:.0f}s, load {_load()})"
+                )
             if "batch" in modes:
-                _reconcile_silver(settings, spark, results, batch_ledgers)
+                _reconcile_silver(settings, results, batch_ledgers)
         finally:
             switch.unlink(missing_ok=True)
-            if spark is not None:
-                with suppress(Exception):
-                    spark.stop()
             stack.down(settings, on_event=lambda event: console.print(f"  [dim]{event}[/]"))
     if not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -403,19 +437,23 @@ def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultRes
 
 def _reconcile_silver(
     settings: Settings,
-    spark: Any,
     results: list[FaultResult],
     ledgers: dict[str, list[dict[str, Any]]],
 ) -> None:
     """The real batch job once over everything landed, then silver per fault by id."""
+    from pipeline.spark_session import get_spark
     from pipeline.transform.job import run_batch, topics_for
     from pipeline.transform.lake import LakePaths
 
     started = time.monotonic()
+    spark = None
     try:
+        # a Spark session only now: the faults' polling reads Delta with delta-rs
+        spark = get_spark("pinpipe-chaos", settings)
         run_batch(spark, settings.landing_uri, settings.lake_uri, topics_for(settings.topic_prefix))
         paths = LakePaths(settings.lake_uri)
-        rows = reconcile.delta_ids(spark, {table: paths.silver(table) for table in settings.topics})
+        uris = {table: paths.silver(table) for table in settings.topics}
+        rows = reconcile.delta_ids(settings, uris)
     except Exception as error:  # every fault's silver check then fails, saying why
         console.print(f"[red]batch job failed: {error!s:.2000}[/]")
         rows = {}
@@ -423,6 +461,10 @@ def _reconcile_silver(
             result.error = (result.error + "; " if result.error else "") + (
                 f"batch job failed: {type(error).__name__}: {str(error).splitlines()[0]:.300}"
             )
+    finally:
+        if spark is not None:
+            with suppress(Exception):
+                spark.stop()
     took = round(time.monotonic() - started, 1)
     console.print(f"batch job and silver read: {took}s")
     for result in results:
@@ -472,7 +514,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--outage", type=float, default=30.0, help="seconds of the S3 faults")
     parser.add_argument(
-        "--settle", type=float, default=240.0, help="longest wait for a stage to agree"
+        "--settle", type=float, default=600.0, help="longest wait for a stage to agree"
     )
     parser.add_argument("--source-rows", type=int, default=20_000, help="ids in the source DB")
     parser.add_argument(
@@ -490,8 +532,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # a test's timeout or CI's cancel: unwind, so `finally` takes the stack and the proxy down
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

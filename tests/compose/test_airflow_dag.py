@@ -30,7 +30,7 @@ FINISHED = {"success", "failed"}
 def dag_run(compose_stack: ComposeStack, ledger: list[dict[str, Any]]) -> dict[str, str]:
     """One run of the DAG over the landed data; its tasks' final states (logs when failed)."""
     generated = compose_stack.run(
-        "exec", "-T", "airflow", "cat", f"/var/lib/airflow/{PASSWORDS_FILE}"
+        "exec", "-T", "airflow", "cat", f"/var/lib/pinpipe/airflow/{PASSWORDS_FILE}"
     )
     client = AirflowClient(compose_stack.host, ADMIN_USER, json.loads(generated)[ADMIN_USER])
     deadline = time.monotonic() + 300

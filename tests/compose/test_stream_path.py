@@ -1,8 +1,8 @@
 """The stream layer on the compose stack: rows posted through the API container's Kinesis
 endpoints, cleaned by the long-running spark-stream service into Delta tables on the emulator's
 S3, read back from the host. As on the local target (tests/integration/test_stream.py): exactly
-N rows per table, cleaned as SPEC §3 says, malformed records rejected while later rows still
-arrive; the job's container SIGKILLed mid-stream and started again → still exactly N, and the
+N rows per table, cleaned as data contract §3 says, malformed records rejected while later rows
+still arrive; the job's container SIGKILLed mid-stream and started again → still exactly N, and the
 restart resumed from its checkpoints."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def test_each_table_holds_exactly_the_posted_ids_once(
 def test_values_are_cleaned_as_the_spec_says(first_rows: ComposeStack, spark: SparkSession) -> None:
     for name in TABLES:
         frame = table(spark, first_rows, name)
-        # SPEC §3 columns, then each row's arrival order (its Kinesis sequence number)
+        # Data contract §3 columns, then each row's arrival order (its Kinesis sequence number)
         assert frame.columns == stream_table_schema(name).fieldNames()
         for ind, rows in rows_by_ind(frame, ALL_IDS).items():
             assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"

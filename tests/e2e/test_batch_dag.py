@@ -32,6 +32,7 @@ from pipeline.spark_session import get_spark
 from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import TABLES, read_gold, run_batch
 from pipeline.transform.lake import LakePaths, read_delta
+from tests.support.webhook import Webhook
 
 # a DAG run and a Spark job each take minutes on a busy 2-core machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]
@@ -139,6 +140,7 @@ def dag_run(ledger: list[dict[str, Any]], dag_environment: DagEnvironment) -> Se
         "wait_for_landed_data": "success",
         "run_batch_job": "success",
         "check_data_quality": "success",
+        "publish_gold": "success",
         "write_report": "success",
     }
     # the comparison below is only meaningful if nothing landed meanwhile
@@ -188,7 +190,8 @@ def test_no_acknowledged_record_is_missing_from_silver(
 def test_a_failing_quality_check_fails_the_dag_run(
     dag_run: Settings, dag_environment: DagEnvironment, spark: SparkSession
 ) -> None:
-    """A copy of the DAG's lake with one silver row duplicated: the checks must fail the run."""
+    """A copy of the DAG's lake with one silver row duplicated and different gold staged: the
+    checks must fail the run, alert, and leave the published gold as it was."""
     broken = "broken-lake"
     s3 = boto3.client("s3", **dag_run.boto3_kwargs("s3"))
     source_prefix = dag_run.lake_uri.split(f"{dag_run.lake_bucket}/", 1)[1] + "/"
@@ -201,10 +204,24 @@ def test_a_failing_quality_check_fails_the_dag_run(
                 CopySource={"Bucket": dag_run.lake_bucket, "Key": item["Key"]},
             )
     broken_lake = f"s3a://{dag_run.lake_bucket}/{broken}"
-    pins = LakePaths(broken_lake).silver("pin")
+    paths = LakePaths(broken_lake)
+    pins = paths.silver("pin")
     read_delta(spark, pins).limit(1).write.format("delta").mode("append").save(pins)
+    # staged gold that differs from the published: it must not be published
+    first_query = next(iter(QUERY_COLUMNS))
+    staged = paths.staged_gold(first_query)
+    read_delta(spark, staged).limit(1).write.format("delta").mode("overwrite").save(staged)
+    published_before = read_gold(spark, broken_lake)
 
-    failing = DagEnvironment(dag_run, {**dag_environment.env, "PINPIPE_LAKE_ROOT": broken_lake})
+    webhook = Webhook()
+    failing = DagEnvironment(
+        dag_run,
+        {
+            **dag_environment.env,
+            "PINPIPE_LAKE_ROOT": broken_lake,
+            "PINPIPE_ALERT_WEBHOOK_URL": webhook.url,
+        },
+    )
     # the batch job is marked successful without running: the broken table goes straight to QA
     result = failing.dags_test("--mark-success-pattern", "run_batch_job")
     output = result.stdout + result.stderr
@@ -213,5 +230,14 @@ def test_a_failing_quality_check_fails_the_dag_run(
     assert "silver.pin: no duplicate ind (1 duplicated)" in output, tail(result, 120)
     states = failing.latest_task_states()
     assert states["check_data_quality"] == "failed"
+    assert states["publish_gold"] == "upstream_failed"
     assert states["write_report"] == "upstream_failed"
     assert states["wait_for_landed_data"] == "success"
+    # write-audit-publish: the previous gold is still what readers see
+    assert read_gold(spark, broken_lake) == published_before
+    assert read_delta(spark, staged).count() == 1 < len(published_before[first_query])
+    # failing loudly: the task's failure reached the configured webhook
+    webhook.server.shutdown()
+    alerts = [alert for alert in webhook.received if alert["task_id"] == "check_data_quality"]
+    # the operator's error names the failed command: the quality job
+    assert alerts and "pipeline/orchestrate/quality.py" in alerts[0]["reason"], webhook.received

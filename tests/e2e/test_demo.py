@@ -41,11 +41,18 @@ def test_the_demo_runs_the_batch_path_through_the_stacks_airflow(stack: Settings
         assert f"{step}/7" in output
     assert "airflow-api: ready" in output and "airflow-scheduler: ready" in output
     assert "300 records acknowledged" in output
-    for task in ("wait_for_landed_data", "run_batch_job", "check_data_quality", "write_report"):
+    for task in (
+        "wait_for_landed_data",
+        "run_batch_job",
+        "check_data_quality",
+        "publish_gold",
+        "write_report",
+    ):
         assert f"{task}: success" in output
     for query_id in QUERY_COLUMNS:
         assert query_id in output
     assert "demo done in" in output and "300 records posted, 300 landed" in output
+    assert "Why silver has fewer rows than records posted" in output
     # the report: a local file with the ledger's count and the DAG's tasks in it
     report = Path(re.findall(r"^  report: (\S+)$", output, re.MULTILINE)[-1])
     html = report.read_text(encoding="utf-8")

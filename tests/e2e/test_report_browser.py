@@ -142,7 +142,7 @@ def test_the_report_renders_offline_one_chart_per_query_without_console_errors(
         # exactly one drawn chart, with marks in it, per query container
         assert section.locator(".chart > svg").count() == 1, query_id
         assert section.locator(".chart svg .mark-rect, .chart svg .mark-line path").count() > 0
-        # its table: one row per gold row, in the SPEC's columns
+        # its table: one row per gold row, in the data contract's columns
         headers = section.locator("thead th").all_inner_texts()
         assert headers == list(QUERY_COLUMNS[query_id]), query_id
         assert section.locator("tbody tr").count() == len(EXPECTED_RESULTS[query_id]), query_id

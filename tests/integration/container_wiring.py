@@ -65,6 +65,19 @@ def image_of(service: dict[str, Any]) -> tuple[Dockerfile, str | None]:
     return parse_dockerfile(Path(build["context"]) / build["dockerfile"]), build.get("target")
 
 
+def built_on_this_host(path: str) -> Path:
+    """What a build stage resolves, as `make setup` resolved it here from the same manifests:
+    the venv (uv.lock), the jars (jvm/pom.xml, /jars/<component>), the Node tools; else the
+    package's code (/app)."""
+    if path == "/opt/venv":
+        return ROOT / ".venv"
+    if path.startswith("/jars/"):
+        return ROOT / ".cache/jvm" / path.removeprefix("/jars/")
+    if path.startswith("/src/node/"):
+        return ROOT / ".cache/node" / path.removeprefix("/src/node/")
+    return ROOT
+
+
 def lay_out_image(service: dict[str, Any], done: set[str]) -> dict[str, str]:
     """Bind what the image COPYs at its image paths; return the image's ENV."""
     dockerfile, target = image_of(service)
@@ -74,9 +87,7 @@ def lay_out_image(service: dict[str, Any], done: set[str]) -> dict[str, str]:
             if keyword == "COPY":
                 words = args.split()
                 if words[0].startswith("--from="):
-                    # the venv stage: the repository's own venv (same uv.lock) and code
-                    source = ROOT / ".venv" if words[1] == "/opt/venv" else ROOT
-                    destination = words[2]
+                    source, destination = built_on_this_host(words[1]), words[2]
                 else:
                     source, destination = ROOT / words[0], words[1]
                 if destination not in done:

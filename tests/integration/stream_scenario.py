@@ -1,7 +1,7 @@
 """The stream layer's scenario, shared by the local stack's test (tests/integration/test_stream.py)
 and the compose stack's (tests/compose): rows of known quirks posted through the API's Kinesis
-endpoints, what SPEC §3 makes of them, malformed records put straight into Kinesis, and checks on
-the Delta tables the streaming job writes."""
+endpoints, what data contract §3 makes of them, malformed records put straight into Kinesis, and
+checks on the Delta tables the streaming job writes."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from pipeline.transform.silver import ARRIVAL_ORDER, REASON_MALFORMED_JSON, REAS
 Row = dict[str, Any]
 
 
-# -- rows and what SPEC §3 makes of them ----------------------------------------------------------
+# -- rows and what data contract §3 makes of them ------------------------------------------------
 
 
 def source_rows(ind: int) -> dict[str, Row]:
-    """The pin, geo and user rows of one id; `ind % 4` picks which quirks of SPEC §1 it has."""
+    """The pin, geo and user rows of one id; `ind % 4` picks which quirks of data contract §1 it
+    has."""
     kind = ind % 4
     pin: Row = {
         "index": ind,
@@ -84,7 +85,7 @@ def source_rows(ind: int) -> dict[str, Row]:
 
 
 def expected_rows(ind: int) -> dict[str, Row]:
-    """SPEC §3 applied by hand to `source_rows(ind)` (timestamps in UTC)."""
+    """Data contract §3 applied by hand to `source_rows(ind)` (timestamps in UTC)."""
     kind = ind % 4
     pin: Row = {
         "ind": ind,
@@ -188,7 +189,7 @@ def records_in_streams(settings: Settings) -> dict[str, int]:
 
 
 def rows_by_ind(frame: DataFrame, ids: list[int]) -> dict[int, list[Row]]:
-    """The rows of each id, in SPEC §3 columns (without the stream tables' arrival order)."""
+    """The rows of each id, in data contract §3 columns (without the stream's arrival order)."""
     found: dict[int, list[Row]] = {}
     for row in frame.where(frame.ind.isin(ids)).drop(ARRIVAL_ORDER).collect():
         found.setdefault(row["ind"], []).append(row.asDict())

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 KAFKA_JSON = "application/vnd.kafka.json.v2+json"
 
-# -- rows as the emulator sends them (SPEC §1), including placeholders -----------------------------
+# -- rows as the emulator sends them (data contract §1), including placeholders -------------------
 
 
 def pin_row(ind: int = 7528) -> dict[str, Any]:

@@ -325,3 +325,15 @@ def _serves(url: str) -> bool:
     except requests.RequestException:  # refused, or left in the closed listener's backlog
         return False
     return True
+
+
+def test_readiness_is_503_not_500_when_a_probe_fails_unexpectedly(stack: Settings) -> None:
+    """A bootstrap address the Kafka client rejects outright (port out of range) makes its probe
+    raise something other than "unavailable": still "not ready", never an error page."""
+    settings = stack.model_copy(
+        update={"kafka_bootstrap_servers": "127.0.0.1:99999", "api_timeout_s": 2.0}
+    )
+    client = create_app(settings).test_client()
+    answer = client.get("/readyz")
+    assert answer.status_code == 503, answer.text
+    assert answer.json is not None and answer.json["checks"]["kafka"]["ok"] is False

@@ -375,9 +375,9 @@ def moto_endpoint() -> Iterator[str]:
             if process.poll() is not None:
                 pytest.fail(f"moto_server exited with {process.returncode} on port {port}")
             try:
-                requests.get(url, timeout=1)
+                requests.get(url, timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer
                 if time.monotonic() > deadline:
                     pytest.fail(f"moto_server did not answer on {url} within 30 s")
                 time.sleep(0.2)

@@ -462,7 +462,7 @@ def test_apply_creates_the_stage(
     wheel = s3.get_object(Bucket=artifacts_bucket, Key=state.artifacts.wheel_key)["Body"].read()
     assert wheel == run.built.wheel.read_bytes()
 
-    # streams: SPEC §2 names, from the streams stack
+    # streams: data contract §2.5 names, from the streams stack
     kinesis = client(moto_url, "kinesis")
     for table in ("pin", "geo", "user"):
         summary = kinesis.describe_stream_summary(StreamName=f"streaming-pinpipe-{table}")

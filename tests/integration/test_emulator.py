@@ -1,7 +1,7 @@
-"""The emulator against a local HTTP server that answers like SPEC §2 (and can be told to fail).
+"""The emulator against a local HTTP server answering like data contract §2 (told to fail or not).
 
-The real API is a separate component; `FakeApi` implements just the SPEC §2 shapes on 127.0.0.1
-and records what it received, so these tests check what goes over the wire.
+The real API is a separate component; `FakeApi` implements just the data contract §2 shapes on
+127.0.0.1 and records what it received, so these tests check what goes over the wire.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Received:
 
 
 class FakeApi:
-    """Kafka REST Proxy v2 and Kinesis-proxy shapes of SPEC §2, with switchable failures."""
+    """Kafka REST Proxy v2 and Kinesis-proxy shapes of data contract §2; failures switchable."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

@@ -109,6 +109,31 @@ def test_emulate_rejects_an_unknown_mode(source_url: str) -> None:
     assert result.exit_code == 2
 
 
+def test_emulate_without_a_bar_logs_a_summary_line_per_interval(
+    served: tuple[FakeApi, str], source_url: str
+) -> None:
+    """As the stack's feeds run it: their logs show records flowing."""
+    _fake, url = served
+    result = CliRunner().invoke(
+        app(),
+        [
+            "emulate",
+            "--count", "20",
+            "--rate", "15",
+            "--api-url", url,
+            "--source-url", source_url,
+            "--no-progress",
+            "--log-every", "0.5",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if " feed batch: " in line]
+    assert lines, result.output  # 60 records at 15/s: four seconds, eight intervals
+    sent = [int(line.split("feed batch: ")[1].split(" records")[0]) for line in lines]
+    assert 0 < sum(sent) <= 60
+    assert all(" accepted, 0 rejected, 0 failed" in line for line in lines)
+
+
 def test_ctrl_c_stops_cleanly_with_a_summary_and_a_complete_ledger(
     served: tuple[FakeApi, str], source_url: str, tmp_path: Path
 ) -> None:

@@ -49,6 +49,7 @@ from pipeline.config import Settings
 from pipeline.deploy import components, stacks, templates
 from pipeline.deploy.stage import StageConfig, StageState
 from pipeline.ingest.kinesis import KinesisDelivery
+from pipeline.orchestrate.alerts import publish_to_sns
 from pipeline.orchestrate.landing import landed_topics
 from pipeline.stack.provision import ensure_bucket, ensure_streams
 
@@ -68,6 +69,7 @@ from moto.secretsmanager.models import secretsmanager_backends
 from moto.s3.responses import ACTION_MAP
 from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.server import main
+from moto.sns.responses import SNSResponse
 
 # AWS authorizes HeadBucket as s3:ListBucket (there is no s3:HeadBucket action)
 ACTION_MAP["BUCKET"]["HEAD"]["DEFAULT"] = "ListBucket"
@@ -92,7 +94,11 @@ def secret_resource(self):
         return secrets[secret_id].arn
     return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
 
+def sns_resource(self):
+    return self._get_param("TopicArn") or "*"
+
 KinesisResponse._determine_resource = kinesis_resource
+SNSResponse._determine_resource = sns_resource
 SecretsManagerResponse._determine_resource = secret_resource
 sys.exit(main(sys.argv[1:]))
 """
@@ -194,6 +200,7 @@ def stage(moto_url: str) -> Stage:
     s3.put_object(Bucket=artifacts, Key="code/0123/pipeline/transform/job.py", Body=b"j")
     for name in ("mwaa/dags/pinpipe_batch.py", "mwaa/requirements.txt", "mwaa/startup.sh"):
         s3.put_object(Bucket=artifacts, Key=name, Body=b"#")
+    admin(moto_url, "sns").create_topic(Name=f"pinpipe-{STAGE}-alarms")
     sm = admin(moto_url, "secretsmanager")
     sm.create_secret(Name=config.api_key_secret, SecretString="k" * 40)
     sm.create_secret(Name=config.databricks_secret_name, SecretString='{"conn_type": "databricks"}')
@@ -312,6 +319,10 @@ def mwaa_runs_the_dag(settings: Settings) -> None:
     head = s3.head_object(Bucket=bucket, Key="mwaa/requirements.txt")
     s3.get_object(Bucket=bucket, Key="mwaa/requirements.txt", VersionId=head["VersionId"])
     s3.get_bucket_versioning(Bucket=bucket)
+    # a failed task's alert, to the stage's alarm topic, as `mwaa_env` configures it
+    topic = components.alarm_topic_arn(StageState(StageConfig(stage=STAGE, region=REGION), ACCOUNT))
+    alerting = settings.model_copy(update={"alert_sns_topic_arn": topic})
+    publish_to_sns({"text": "pinpipe_batch failed", "task_id": "run_batch_job"}, alerting)
 
 
 def databricks_jobs(settings: Settings) -> None:

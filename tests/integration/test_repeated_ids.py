@@ -1,5 +1,5 @@
-"""SPEC §3's one rule for repeated ids, through the real stack: an id posted twice with different
-values ends as the same silver row in both layers, the latest arrival's.
+"""Data contract §3.4's one rule for repeated ids, through the real stack: an id posted twice with
+different values ends as the same silver row in both layers, the latest arrival's.
 
 API → Kafka → Connect → S3 lake → batch job, and API → Kinesis → streaming job. Records are keyed
 by their id (Kafka key, Kinesis partition key), as the contract says, so one id keeps to one

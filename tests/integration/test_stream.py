@@ -3,8 +3,8 @@ job (`pinpipe stream`, a real subprocess with its own Spark driver) cleaning the
 tables on the emulator's S3, read back with Spark.
 
 - N rows per table, with duplicates within and across micro-batches → exactly N rows per table,
-  cleaned as SPEC §3 says; malformed records (put straight into Kinesis: the API refuses them)
-  → the rejected table, and the rows posted after them still arrive.
+  cleaned as data contract §3 says; malformed records (put straight into Kinesis: the API refuses
+  them) → the rejected table, and the rows posted after them still arrive.
 - The job SIGKILLed mid-stream and started again → still exactly N, no duplicates, and the
   restart resumed from its checkpoints rather than re-reading the streams.
 
@@ -207,7 +207,7 @@ def test_each_table_holds_exactly_the_posted_ids_once(
 def test_values_are_cleaned_as_the_spec_says(first_run: FirstRun, spark: SparkSession) -> None:
     for name in TABLES:
         frame = table(spark, first_run.job, name)
-        # SPEC §3 columns, then each row's arrival order (its Kinesis sequence number)
+        # Data contract §3 columns, then each row's arrival order (its Kinesis sequence number)
         assert frame.columns == stream_table_schema(name).fieldNames()
         for ind, rows in rows_by_ind(frame, ALL_IDS).items():
             assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"

@@ -33,7 +33,21 @@ UP_PROFILES: list[tuple[str, ...]] = [(), ("ui",), ("ui", "airflow"), ("ui", "lo
 ALL_PROFILES: tuple[str, ...] = ("*",)
 # What a laptop with 8 GB for Docker can give the stack, with room for the engine itself.
 MEMORY_BUDGET = int(7.5 * 2**30)
-PIPELINE_IMAGES = ("images/api/Dockerfile", "images/spark/Dockerfile", "images/airflow/Dockerfile")
+PIPELINE_IMAGES = ("images/pipeline/Dockerfile",)
+# The target of images/pipeline/Dockerfile each pipeline service runs: Spark only where it runs.
+PIPELINE_TARGETS = {
+    "provision": "api",
+    "register-connector": "api",
+    "seed": "api",
+    "api": "api",
+    "emulator-batch": "api",
+    "emulator-stream": "api",
+    "spark-stream": "spark",
+    "spark-batch": "spark",
+    "airflow": "airflow",
+    "airflow-scheduler": "airflow",
+    "airflow-dag-processor": "airflow",
+}
 
 Service = dict[str, Any]
 
@@ -164,12 +178,45 @@ def test_compose_file_and_resolved_model_match_the_compose_spec(
         assert check.returncode == 0, f"{document}:\n{check.stdout}{check.stderr}"
 
 
-def test_env_example_turns_on_kafka_ui_only(tmp_path: Path) -> None:
+def test_env_example_turns_on_kafka_ui_and_airflow(tmp_path: Path) -> None:
+    """A Docker user's stack has the daily DAG: .env.example's profiles (and `make up`, which
+    adds the `airflow` profile itself, whatever an older .env says)."""
     result = compose("config", "--services", env_file=ENV_EXAMPLE)
     assert result.returncode == 0, result.stderr
     names = set(result.stdout.split())
-    assert "kafka-ui" in names
-    assert not names & {"airflow", "localstack", "spark-batch"}
+    assert {"kafka-ui", "airflow", "airflow-scheduler", "airflow-dag-processor"} <= names
+    assert not names & {"localstack", "spark-batch"}
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(COMPOSE) --profile airflow up --detach --build --wait" in makefile
+
+
+def test_pipeline_services_build_their_images_target(env_file: Path) -> None:
+    everything = services(ALL_PROFILES, env_file)
+    targets = {}
+    for name, service in everything.items():
+        built = dockerfile_of(service)
+        if built is not None and built[0] == ROOT / PIPELINE_IMAGES[0]:
+            targets[name] = built[1]
+    assert targets == PIPELINE_TARGETS
+    for name, target in PIPELINE_TARGETS.items():
+        assert everything[name]["image"].startswith(f"pinpipe/{target}:"), name
+
+
+def test_builds_need_only_docker(env_file: Path) -> None:
+    """The base images a build starts from are the pinned defaults, overridable per machine."""
+    for name, service in services(ALL_PROFILES, env_file).items():
+        build = service.get("build")
+        if not build:
+            continue
+        parsed = parse_dockerfile(Path(build["context"]) / build["dockerfile"])
+        for arg in build.get("args", {}):
+            assert arg in parsed.global_args, (
+                f"{name}: build arg {arg} is not one its Dockerfile takes"
+            )
+        args = build.get("args", {})
+        for arg, default in parsed.global_args.items():
+            if arg.endswith("_IMAGE"):
+                assert args.get(arg) == default, f"{name}: {arg}={args.get(arg)}, not {default}"
 
 
 def test_services_the_issue_names_are_there(env_file: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ EXPECTED_TASKS = {
     "wait_for_landed_data": set(),
     "run_batch_job": {"wait_for_landed_data"},
     "check_data_quality": {"run_batch_job"},
-    "write_report": {"check_data_quality"},
+    "publish_gold": {"check_data_quality"},
+    "write_report": {"publish_gold"},
 }
 AWS_ENV = {
     "PINPIPE_TARGET": "aws",
@@ -82,6 +84,8 @@ def test_the_task_graph_and_the_run_policy(target: pytest.MonkeyPatch) -> None:
     assert {task.task_id: task.upstream_task_ids for task in dag.tasks} == EXPECTED_TASKS
     assert dag.catchup is False and dag.max_active_runs == 1
     assert "0 0 * * *" in str(dag.timetable)  # daily
+    # each run covers the day before it: the interval the sensor and the checks look at
+    assert dag.timetable.interval == timedelta(days=1) and str(dag.timetable.timezone) == "UTC"
     assert dag.doc_md and "check_data_quality" in dag.doc_md and "write_report" in dag.doc_md
     assert {"pinpipe", "batch"} <= set(dag.tags)
 
@@ -93,11 +97,32 @@ def test_the_task_graph_and_the_run_policy(target: pytest.MonkeyPatch) -> None:
     assert dag.get_task("check_data_quality").retries == 0
 
 
+def test_every_task_and_the_run_have_time_limits_and_alert_on_failure(
+    target: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.orchestrate.alerts import notify_failure
+
+    target.setenv("PINPIPE_TARGET", "local")
+    target.setenv("PINPIPE_DAG_TASK_TIMEOUT_S", "1800")
+    target.setenv("PINPIPE_DAG_RUN_TIMEOUT_S", "36000")
+    dag = load_dagbag().dags["pinpipe_batch"]
+    assert dag.dagrun_timeout == timedelta(hours=10)
+    assert dag.on_failure_callback == notify_failure
+    for task in dag.tasks:
+        assert task.execution_timeout is not None, task.task_id
+        assert task.on_failure_callback == [notify_failure], task.task_id
+    assert dag.get_task("run_batch_job").execution_timeout == timedelta(minutes=30)
+    # the sensor's limit is per poke; its whole wait is `timeout`
+    assert dag.get_task("wait_for_landed_data").execution_timeout == timedelta(minutes=10)
+
+
 @pytest.mark.parametrize("name", ["local", "docker"])
 def test_local_and_docker_targets_run_spark_jobs_with_spark_submit(
     target: pytest.MonkeyPatch, name: str
 ) -> None:
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from pipeline.orchestrate.dag import WINDOW_END, WINDOW_START
 
     target.setenv("PINPIPE_TARGET", name)
     target.setenv("PINPIPE_LAKE_BUCKET", "unit-lake")
@@ -115,8 +140,21 @@ def test_local_and_docker_targets_run_spark_jobs_with_spark_submit(
         "s3a://unit-lake/lake",
         "--prefix",
         "pinpipe",
+        "--stage-gold",
     ]
-    assert quality.application_args == ["--lake", "s3a://unit-lake/lake"]
+    assert quality.application_args == [
+        "--lake",
+        "s3a://unit-lake/lake",
+        "--window-start",
+        WINDOW_START,
+        "--window-end",
+        WINDOW_END,
+        "--staged",
+    ]
+    publish = dag.get_task("publish_gold")
+    assert isinstance(publish, SparkSubmitOperator)
+    assert publish.application == str(PROJECT_ROOT / "pipeline/orchestrate/publish.py")
+    assert publish.application_args == ["--lake", "s3a://unit-lake/lake"]
     # the spark-submit command line the task will run
     command = batch._get_hook()._build_spark_submit_command(batch.application)
     assert Path(command[0]).name == "spark-submit"
@@ -135,7 +173,7 @@ def test_local_and_docker_targets_run_spark_jobs_with_spark_submit(
 def test_aws_target_runs_spark_jobs_on_databricks(target: pytest.MonkeyPatch) -> None:
     from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
-    from pipeline.orchestrate.dag import RUN_DATE
+    from pipeline.orchestrate.dag import RUN_DATE, WINDOW_END, WINDOW_START
 
     for key, value in AWS_ENV.items():
         target.setenv(key, value)
@@ -146,13 +184,20 @@ def test_aws_target_runs_spark_jobs_on_databricks(target: pytest.MonkeyPatch) ->
         (
             "run_batch_job",
             "pipeline/transform/job.py",
-            ["--input", "s3a://prod-lake", "--lake", "s3a://prod-lake/lake", "--prefix", "pinpipe"],
+            [
+                *("--input", "s3a://prod-lake", "--lake", "s3a://prod-lake/lake"),
+                *("--prefix", "pinpipe", "--stage-gold"),
+            ],
         ),
         (
             "check_data_quality",
             "pipeline/orchestrate/quality.py",
-            ["--lake", "s3a://prod-lake/lake"],
+            [
+                *("--lake", "s3a://prod-lake/lake", "--window-start", WINDOW_START),
+                *("--window-end", WINDOW_END, "--staged"),
+            ],
         ),
+        ("publish_gold", "pipeline/orchestrate/publish.py", ["--lake", "s3a://prod-lake/lake"]),
         (
             "write_report",
             "pipeline/report/cli.py",
@@ -242,3 +287,33 @@ def test_the_mwaa_bundle_parses_on_its_own(tmp_path: Path) -> None:
     assert found["errors"] == {} and found["dags"] == ["pinpipe_batch"]
     assert found["package"].startswith(str(bundle / "dags"))
     assert not any(m.startswith(("pipeline.transform", "pipeline.stack")) for m in found["modules"])
+
+
+def test_a_manual_run_looks_at_the_day_before_it_was_triggered_whatever_its_logical_date() -> None:
+    """The demo triggers its run with the due tick's logical date (so that the scheduler does not
+    run that tick again): its sensor and checks must still see what landed just before."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import jinja2
+    from airflow.sdk.api.datamodels._generated import DagRunType
+    from airflow.sdk.execution_time.context import MacrosAccessor
+
+    from pipeline.orchestrate.dag import WINDOW_END, WINDOW_START, run_window
+
+    triggered = datetime(2026, 12, 5, 8, 25, tzinfo=UTC)
+    due_interval = (datetime(2026, 12, 3, tzinfo=UTC), datetime(2026, 12, 4, tzinfo=UTC))
+    for run_type, expected in (
+        (DagRunType.MANUAL, (triggered - timedelta(days=1), triggered)),
+        (DagRunType.SCHEDULED, due_interval),
+    ):
+        context: dict[str, Any] = {
+            "dag_run": SimpleNamespace(run_type=run_type, run_after=triggered),
+            "data_interval_start": due_interval[0],
+            "data_interval_end": due_interval[1],
+            "macros": MacrosAccessor(),
+        }
+        window = run_window(context)
+        assert (window.start, window.end) == expected, run_type
+        rendered = [jinja2.Template(t).render(**context) for t in (WINDOW_START, WINDOW_END)]
+        assert rendered == [moment.isoformat() for moment in expected], run_type

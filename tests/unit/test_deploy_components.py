@@ -240,7 +240,9 @@ def test_image_push_logs_in_builds_and_pushes_only_a_new_tag() -> None:
         "--platform",
         "linux/amd64",
         "--file",
-        "images/api/Dockerfile",
+        "images/pipeline/Dockerfile",
+        "--target",
+        "api",
         "--tag",
         image_uri,
         ".",
@@ -322,3 +324,20 @@ def test_stage_names_and_components() -> None:
         StageConfig(stage="Prod_1")
     with pytest.raises(ValueError):
         StageConfig(skip="storage")
+
+
+def test_the_dag_alerts_the_alarm_topic_and_the_jobs_name_tables_in_the_stage_catalog(
+    state: StageState,
+) -> None:
+    state.config.table_catalog = "analytics"
+    env = components.mwaa_env(state)
+    assert (
+        env["PINPIPE_ALERT_SNS_TOPIC_ARN"]
+        == f"arn:aws:sns:{REGION}:{state.account}:pinpipe-dev-alarms"
+    )
+    assert components.settings_from_env(env).alert_sns_topic_arn.endswith(":pinpipe-dev-alarms")
+    jobs = components.settings_from_env(components.databricks_env(state))
+    assert jobs.table_catalog == "analytics"
+    # a stage without the alarms stack has no topic to publish to
+    state.config.skip = "alarms"
+    assert "PINPIPE_ALERT_SNS_TOPIC_ARN" not in components.mwaa_env(state)

@@ -1,6 +1,8 @@
-"""Static checks of images/*/Dockerfile and docker/: lint, one pinned base, non-root, healthchecks,
-entry commands that exist, build-context sources, and container configs in step with the local
-stack's. No Docker engine needed. test_compose.py reuses the parsing and command checks below.
+"""Static checks of images/*/Dockerfile and docker/: lint, pinned bases, non-root, healthchecks,
+entry commands that exist, build-context sources (nothing from the host's .cache/: the builds
+resolve jars, Node and Python packages themselves), one Dockerfile with a target per Python image,
+and container configs in step with the local stack's. No Docker engine needed. test_compose.py
+reuses the parsing and command checks below.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from pipeline.stack.configs import LOG4J2_CONSOLE, connect_properties, kafka_pro
 ROOT = PROJECT_ROOT
 DOCKERFILES = sorted(ROOT.glob("images/*/Dockerfile"))
 BASE_IMAGE = "python:3.11-slim-bookworm"
+# Images only build stages start FROM (their output is copied into a runtime image), by the build
+# arg naming them: scripts/build-base-images.sh builds look-alikes under these tags.
+BUILD_IMAGES = {"MAVEN_IMAGE": "maven:3-eclipse-temurin-17", "NODE_IMAGE": "node:18-bookworm-slim"}
+PIPELINE_DOCKERFILE = ROOT / "images" / "pipeline" / "Dockerfile"
 HEALTHCHECK_SCRIPT = "/opt/pinpipe/healthcheck.py"
 VENV_BIN = Path(sys.executable).parent
 
@@ -292,9 +298,10 @@ def command_problem(argv: list[str]) -> str | None:
         known = kafka_classes() | kafka_classes("s3proxy")
         return None if main in known else f"main class {main} is in no Kafka or S3Proxy jar"
     if program == "node":
-        # the image copies .cache/node/node_modules/kinesis-local/ to /opt/kinesis-mock/
-        script = argv[1].replace("/opt/kinesis-mock/", ".cache/node/node_modules/kinesis-local/")
-        return None if (ROOT / script).is_file() else f"{argv[1]} is not a script the image copies"
+        # the image installs node/package-lock.json's kinesis-local to /opt/kinesis-mock/, as
+        # `make setup` installs it into .cache/node/node_modules/kinesis-local/
+        entry = argv[1].replace("/opt/kinesis-mock/", ".cache/node/node_modules/kinesis-local/")
+        return None if (ROOT / entry).is_file() else f"{argv[1]} is not a script the image copies"
     if program == "airflow":
         if not any(req.startswith("apache-airflow==") for req in airflow_group()):
             return "apache-airflow is not pinned in uv.lock's airflow group"
@@ -311,7 +318,7 @@ def command_problem(argv: list[str]) -> str | None:
 
 
 def test_every_image_has_a_dockerfile() -> None:
-    assert {path.parent.name for path in DOCKERFILES} >= {"api", "spark", "airflow", "kafka"}
+    assert {path.parent.name for path in DOCKERFILES} == {"pipeline", "kafka", "kinesis"}
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
@@ -327,14 +334,20 @@ def test_hadolint_is_clean(dockerfile: Path) -> None:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
 def test_one_pinned_base_image(dockerfile: Path) -> None:
-    """Every stage starts from the one pinned Python base (or from an earlier stage)."""
+    """Every image runs on the one pinned Python base; build-only stages start from a pinned
+    Maven or Node image (or from an earlier stage)."""
     parsed = parse_dockerfile(dockerfile)
     assert parsed.global_args.get("PYTHON_IMAGE") == BASE_IMAGE
     names = {stage.name for stage in parsed.stages}
     for stage in parsed.stages:
-        assert stage.base in names or stage.base == "${PYTHON_IMAGE}", (
+        if stage.base in names:
+            continue
+        arg = stage.base.removeprefix("${").removesuffix("}")
+        assert arg == "PYTHON_IMAGE" or parsed.global_args.get(arg) == BUILD_IMAGES.get(arg), (
             f"{dockerfile}: stage {stage.name or '?'} is built FROM {stage.base}"
         )
+    for stage in parsed.runtime_stages():
+        assert parsed.chain(stage)[-1].base == "${PYTHON_IMAGE}", f"{dockerfile}: {stage.name}"
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
@@ -408,33 +421,141 @@ def copy_sources(dockerfile: Path) -> list[str]:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
 def test_copy_sources_exist_and_are_in_the_build_context(dockerfile: Path) -> None:
     for source in copy_sources(dockerfile):
-        hint = " (run `make setup`)" if source.startswith(".cache/") else ""
-        assert (ROOT / source).exists(), f"{dockerfile}: COPY {source}: missing{hint}"
+        assert not source.startswith(".cache"), (
+            f"{dockerfile}: COPY {source}: a clone has no .cache/; resolve it in a build stage"
+        )
+        assert (ROOT / source).exists(), f"{dockerfile}: COPY {source}: missing"
         assert dockerignore_allows(source), f"{dockerfile}: {source} is excluded by .dockerignore"
 
 
 def test_build_context_keeps_secrets_and_local_state_out() -> None:
-    for path in (".env", ".venv/bin/python", ".run/logs", ".git/config", "tests/unit", "bench"):
+    for path in (
+        *(".env", ".venv/bin/python", ".run/logs", ".git/config", "tests/unit", "bench"),
+        # what `make setup` resolved on the host: the builds resolve their own
+        *(
+            ".cache/jvm/kafka",
+            ".cache/node/node_modules",
+            "jvm/s3-sink/target",
+            "jvm/s3-sink/src/test",
+        ),
+    ):
         assert not dockerignore_allows(path), f"{path} would be sent to the Docker daemon"
 
 
-def test_python_images_install_the_package_the_same_way() -> None:
-    """One `venv` stage in every Python image (same lock, same steps, shared build cache); the
-    airflow image adds uv.lock's `airflow` group, as `uv sync` does locally."""
-    texts = {
-        path.parent.name: parse_dockerfile(path).text_of("venv")
+def test_the_builds_resolve_every_jvm_profile_the_local_setup_resolves() -> None:
+    """The Maven stages run the profiles of scripts/resolve-jvm.sh, and the images copy each
+    profile's output to where the local stack's .cache/jvm/<component> is used."""
+    script = (ROOT / "scripts/resolve-jvm.sh").read_text()
+    loop = re.search(r"for profile in ([\w\s-]+); do", script)
+    assert loop is not None, "scripts/resolve-jvm.sh no longer loops over the profiles"
+    local = set(loop.group(1).split())
+    built: set[str] = set()
+    for dockerfile in DOCKERFILES:
+        for stage in parse_dockerfile(dockerfile).stages:
+            for run in stage.all("RUN"):
+                if run.startswith("mvn "):
+                    assert "-s settings.xml" in run and "-Djvm.out=/jars" in run, run
+                    built.update(re.findall(r"-P ([\w-]+)", run))
+    assert built == local == {"kafka", "s3-sink", "spark", "s3proxy"}
+    copies = [
+        args
         for path in DOCKERFILES
-        if any(stage.name == "venv" for stage in parse_dockerfile(path).stages)
-    }
-    assert set(texts) >= {"api", "spark", "airflow"}
-    assert "--no-default-groups --group airflow" in texts["airflow"]
-    texts["airflow"] = (
-        texts["airflow"]
-        .replace(" --group airflow", "")
-        .replace("(uv.lock + its airflow group)", "(uv.lock, no dependency group)")
+        for s in parse_dockerfile(path).stages
+        for args in s.all("COPY")
+    ]
+    for expected in (
+        "--from=kafka-jars /jars/kafka/ /opt/kafka/libs/",
+        "--from=plugin-jars /jars/plugins/ /opt/kafka/plugins/",
+        "--from=s3proxy-jars /jars/s3proxy/ /opt/s3proxy/libs/",
+        # where settings' jvm_dir (PROJECT_ROOT/.cache/jvm) points in the image
+        "--from=spark-jars /jars/spark/ /app/.cache/jvm/spark/",
+    ):
+        assert expected in copies
+
+
+# What each Python image installs from uv.lock besides the package: the API image runs the `pinpipe`
+# CLI's API, emulator and provisioning commands and no Spark job, so it leaves Spark out.
+IMAGE_SYNC_OPTIONS = {
+    "api": "--no-default-groups --extra api --extra source --extra stack",
+    "spark": "--no-default-groups --all-extras",
+    "airflow": "--no-default-groups --all-extras --group airflow",
+}
+
+
+def sync_options(stage: Stage) -> list[str]:
+    return re.findall(
+        r"uv sync --frozen (.*?)(?: --no-install-project)?$", "\n".join(stage.all("RUN")), re.M
     )
-    assert len(set(texts.values())) == 1, f"the venv stages differ between {sorted(texts)}"
-    assert "uv sync --frozen --no-default-groups" in texts["api"], "exactly uv.lock, no dev tools"
+
+
+def test_one_dockerfile_builds_the_python_images_as_targets() -> None:
+    """api, spark and airflow are targets of images/pipeline/Dockerfile; each target's venv
+    installs the locked dependencies (then the package) with that image's options only, and
+    the runtime image copies that venv."""
+    parsed = parse_dockerfile(PIPELINE_DOCKERFILE)
+    targets = {stage.name for stage in parsed.runtime_stages()}
+    assert targets == set(IMAGE_SYNC_OPTIONS)
+    for image, options in IMAGE_SYNC_OPTIONS.items():
+        deps, venv = parsed.stage(f"{image}-deps"), parsed.stage(f"{image}-venv")
+        assert venv.base == deps.name
+        assert sync_options(deps) == [options] and sync_options(venv) == [options], image
+        assert "--no-install-project" in deps.all("RUN")[0]
+        # the editable install is built without the code: code edits reuse the venv layers
+        assert not venv.all("COPY"), f"{image}: the venv stage copies {venv.all('COPY')}"
+        runtime = parsed.stage(image)
+        assert f"--from={venv.name} /opt/venv /opt/venv" in runtime.all("COPY")
+        jvm = any(member.name == "jvm-runtime" for member in parsed.chain(runtime))
+        assert jvm == (image != "api"), f"{image}: Java only where Spark runs"
+    assert not any(path.parent.name in IMAGE_SYNC_OPTIONS for path in DOCKERFILES), (
+        "one Dockerfile for the Python images, not a copy per image"
+    )
+
+
+@cache
+def locked_packages(options: str) -> frozenset[str]:
+    """The packages uv.lock resolves for `uv sync --frozen OPTIONS` (uv export, no install)."""
+    result = subprocess.run(
+        ["uv", "export", "--frozen", "--no-hashes", "--no-emit-project", *options.split()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return frozenset(
+        re.split(r"[=<>\[ ;]", line, maxsplit=1)[0].lower()
+        for line in result.stdout.splitlines()
+        if line and not line.startswith(("#", " "))
+    )
+
+
+def test_each_image_gets_what_it_runs_and_the_api_image_no_spark() -> None:
+    api, spark, airflow = (
+        locked_packages(IMAGE_SYNC_OPTIONS[i]) for i in ("api", "spark", "airflow")
+    )
+    assert {"flask-openapi3", "gunicorn", "confluent-kafka", "faker", "sqlalchemy"} <= api
+    assert not api & {"pyspark", "delta-spark", "apache-airflow", "pytest", "mypy"}, api
+    assert {"pyspark", "delta-spark"} <= spark and "apache-airflow" not in spark
+    assert {"pyspark", "apache-airflow"} <= airflow
+    # each dependency stage adds to the one it starts FROM
+    assert api <= spark <= airflow
+    parsed = parse_dockerfile(PIPELINE_DOCKERFILE)
+    assert parsed.stage("spark-deps").base == "api-deps"
+    assert parsed.stage("airflow-deps").base == "spark-deps"
+
+
+def test_the_dependency_layers_copy_only_what_they_install_from() -> None:
+    """Before the dependency installs only the manifest and the lock are copied, so editing the
+    README or the code reuses the cached dependency layers of every Python image."""
+    parsed = parse_dockerfile(PIPELINE_DOCKERFILE)
+    for image in IMAGE_SYNC_OPTIONS:
+        copied = [
+            args
+            for member in parsed.chain(parsed.stage(f"{image}-deps"))
+            for key, args in member.instructions
+            if key == "COPY"
+        ]
+        assert copied == ["pyproject.toml uv.lock ./"], f"{image}: copied first: {copied}"
 
 
 # -- container configs stay in step with the local stack's -------------------------------------

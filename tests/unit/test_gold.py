@@ -1,4 +1,4 @@
-"""SPEC §4 queries on small hand-built silver tables, expected rows written out by hand."""
+"""Data contract §4 queries on small hand-built silver tables, expected rows written out by hand."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pipeline.transform.gold import (
 )
 from pipeline.transform.schemas import SILVER_GEO_SCHEMA, SILVER_PIN_SCHEMA, SILVER_USER_SCHEMA
 
-SPEC_QUERY_IDS = [
+CONTRACT_QUERY_IDS = [
     "q1_top_category_by_country",
     "q2_top_category_by_year",
     "q3a_top_user_by_country",
@@ -96,8 +96,8 @@ def test_registry_holds_exactly_the_spec_queries_with_their_columns(spark: Spark
 
     results = compute_gold(tables)
 
-    assert list(QUERIES) == SPEC_QUERY_IDS
-    assert list(results) == SPEC_QUERY_IDS
+    assert list(QUERIES) == CONTRACT_QUERY_IDS
+    assert list(results) == CONTRACT_QUERY_IDS
     for query_id, frame in results.items():
         assert tuple(frame.columns) == QUERY_COLUMNS[query_id], query_id
 
@@ -438,7 +438,7 @@ def test_q8_median_follower_count_by_age_group_and_join_year(spark: SparkSession
     ]
 
 
-@pytest.mark.parametrize("query_id", SPEC_QUERY_IDS)
+@pytest.mark.parametrize("query_id", CONTRACT_QUERY_IDS)
 def test_every_query_is_empty_on_empty_tables(spark: SparkSession, query_id: str) -> None:
     tables = silver(spark, [])
 

@@ -1,4 +1,4 @@
-"""SPEC §3 cleaning rules, one by one, on small hand-built DataFrames."""
+"""Data contract §3 cleaning rules, one by one, on small hand-built DataFrames."""
 
 from __future__ import annotations
 
@@ -529,7 +529,7 @@ def test_same_ingestion_time_prefers_the_latest_source_file(spark: SparkSession)
     assert [row["title"] for row in silver.collect()] == ["second"]
 
 
-# -- one rule for repeated ids (SPEC §3): the latest arrival wins ----------------------------
+# -- one rule for repeated ids (data contract §3.4): the latest arrival wins --------------------
 
 
 def test_latest_arrival_keeps_the_greatest_position_in_numeric_order(spark: SparkSession) -> None:

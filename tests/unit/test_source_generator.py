@@ -1,4 +1,4 @@
-"""The synthetic source tables match SPEC §1: columns, types, ranges, dirty values, linkage."""
+"""Synthetic source tables match data contract §1: columns, types, ranges, dirty values, linkage."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pipeline.source.loader import export_tables, seed_database
 ROWS = 20_000
 SEED = 11
 
-SPEC_COLUMNS = {
+CONTRACT_COLUMNS = {
     "pinterest_data": [
         "index", "unique_id", "title", "description", "poster_name", "follower_count",
         "tag_list", "is_image_or_video", "image_src", "downloaded", "save_location", "category",
@@ -33,7 +33,7 @@ SPEC_COLUMNS = {
     "geolocation_data": ["ind", "timestamp", "latitude", "longitude", "country"],
     "user_data": ["ind", "first_name", "last_name", "age", "date_joined"],
 }  # fmt: skip
-SPEC_CATEGORIES = {
+CONTRACT_CATEGORIES = {
     "art", "beauty", "christmas", "diy-and-crafts", "education", "event-planning", "finance",
     "home-decor", "mens-fashion", "quotes", "tattoos", "travel", "vehicles",
 }  # fmt: skip
@@ -72,8 +72,8 @@ def assert_rate(observed: float, expected: float, n: int) -> None:
 
 def test_tables_and_columns_in_spec_order(engine: Engine) -> None:
     inspector = inspect(engine)
-    assert set(inspector.get_table_names()) >= set(SPEC_COLUMNS)
-    for table, columns in SPEC_COLUMNS.items():
+    assert set(inspector.get_table_names()) >= set(CONTRACT_COLUMNS)
+    for table, columns in CONTRACT_COLUMNS.items():
         assert [column["name"] for column in inspector.get_columns(table)] == columns
     geo_types = {c["name"]: str(c["type"]) for c in inspector.get_columns("geolocation_data")}
     user_types = {c["name"]: str(c["type"]) for c in inspector.get_columns("user_data")}
@@ -81,7 +81,7 @@ def test_tables_and_columns_in_spec_order(engine: Engine) -> None:
 
 
 def test_value_types(tables: dict[str, list[dict[str, Any]]]) -> None:
-    pin_types: dict[str, type] = {column: str for column in SPEC_COLUMNS["pinterest_data"]}
+    pin_types: dict[str, type] = {column: str for column in CONTRACT_COLUMNS["pinterest_data"]}
     pin_types |= {"index": int, "downloaded": int}
     expected = {
         "pin": pin_types,
@@ -103,7 +103,7 @@ def test_ids_link_the_three_tables(tables: dict[str, list[dict[str, Any]]]) -> N
 
 def test_pin_values_and_ranges(tables: dict[str, list[dict[str, Any]]]) -> None:
     pins = tables["pin"]
-    assert {row["category"] for row in pins} == SPEC_CATEGORIES
+    assert {row["category"] for row in pins} == CONTRACT_CATEGORIES
     assert Counter(row["is_image_or_video"] for row in pins).keys() == {
         "image", "video", "multi-video(story page format)"
     }  # fmt: skip

@@ -1,4 +1,4 @@
-"""SPEC §2 request bodies and answers, and the emulator's pacing and latency bookkeeping."""
+"""Data contract §2 request bodies and answers; the emulator's pacing and latency bookkeeping."""
 
 from __future__ import annotations
 

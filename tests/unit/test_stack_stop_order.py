@@ -6,8 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import LocalSettings
-from pipeline.stack.components import Component
-from pipeline.stack.stack import stop_order
+from pipeline.stack.components import (
+    PRIORITY_BROKER,
+    PRIORITY_CONNECT,
+    PRIORITY_PRODUCER,
+    PRIORITY_STORAGE,
+    Component,
+)
+from pipeline.stack.stack import stop_waves
 from pipeline.stack.supervisor import Supervisor
 
 
@@ -22,24 +28,57 @@ def _component(name: str, **stop: object) -> Component:
     )
 
 
-def test_stop_order_is_the_reverse_of_the_start_order() -> None:
-    started = ["s3", "kinesis", "kafka", "connect", "api", "stream", "feed-batch"]
-    assert stop_order(started, started) == [
-        "feed-batch", "stream", "api", "connect", "kafka", "kinesis", "s3",
-    ]  # fmt: skip
-    # a program supervisord runs that the configuration no longer lists stops first
-    assert stop_order(["kafka", "api"], ["api", "kafka", "old-feed"]) == [
-        "old-feed",
-        "api",
-        "kafka",
+def test_stop_waves_go_from_clients_to_storage_by_priority() -> None:
+    priorities = {
+        "s3": 100, "kinesis": 100, "kafka": 200, "connect": 300, "api": 400, "stream": 400,
+        "feed-batch": 999, "airflow-api": 999,
+    }  # fmt: skip
+    assert stop_waves(priorities, list(priorities)) == [
+        ["feed-batch", "airflow-api"],
+        ["api", "stream"],
+        ["connect"],
+        ["kafka"],
+        ["s3", "kinesis"],
     ]
+    # a program supervisord runs that the configuration no longer lists stops first, alone
+    assert stop_waves({"kafka": 200, "api": 999}, ["api", "kafka", "old-feed"]) == [
+        ["old-feed"],
+        ["api"],
+        ["kafka"],
+    ]
+
+
+def test_a_configuration_without_priorities_stops_in_reverse_start_order(tmp_path: Path) -> None:
+    """A stack started by a version before stop waves still stops one program at a time."""
+    supervisor = Supervisor(LocalSettings(run_dir=tmp_path))
+    supervisor.conf_path.parent.mkdir(parents=True)
+    supervisor.conf_path.write_text(
+        "[supervisord]\n\n[program:s3]\ncommand=a\n\n[program:kafka]\ncommand=b\n\n"
+        "[program:api]\ncommand=c\n"
+    )
+    waves = stop_waves(supervisor.priorities(), ["s3", "kafka", "api"])
+    assert waves == [["api"], ["kafka"], ["s3"]]
+
+
+def test_the_real_components_stop_producers_first() -> None:
+    """The priorities the stack's own components carry give the order issue #14 asks for."""
+    from pipeline.ingest.component import api_components
+    from pipeline.stream.component import stream_components
+
+    settings = LocalSettings(stream_enabled=True)
+    rank = {c.name: c.priority for c in [*api_components(settings), *stream_components(settings)]}
+    assert rank["api"] == rank["stream"] == PRIORITY_PRODUCER
+    assert Component.priority > PRIORITY_PRODUCER > PRIORITY_CONNECT  # feeds, Airflow: default
+    assert PRIORITY_CONNECT > PRIORITY_BROKER > PRIORITY_STORAGE
+    # the stream job's JVM ignores SIGINT: it must outlive the job's own stop of its queries
+    assert stream_components(settings)[0].stop_signal == "INT"
 
 
 def test_each_program_gets_its_stop_signal_and_timeout_in_start_order(tmp_path: Path) -> None:
     supervisor = Supervisor(LocalSettings(run_dir=tmp_path))
     components = [
-        _component("kafka", stop_timeout_s=25.5),
-        _component("api", stop_signal="INT", stop_timeout_s=12),
+        _component("kafka", stop_timeout_s=25.5, priority=200),
+        _component("api", stop_signal="INT", stop_timeout_s=12, priority=400),
         _component("feed"),
     ]
     supervisor.conf_path.parent.mkdir(parents=True)
@@ -54,6 +93,7 @@ def test_each_program_gets_its_stop_signal_and_timeout_in_start_order(tmp_path: 
         for section in sections
     }
     assert (settings["kafka"]["stopsignal"], settings["kafka"]["stopwaitsecs"]) == ("TERM", "26")
+    assert supervisor.priorities() == {"kafka": 200, "api": 400, "feed": 999}
     assert (settings["api"]["stopsignal"], settings["api"]["stopwaitsecs"]) == ("INT", "12")
     assert settings["feed"]["stopwaitsecs"] == str(int(Component.stop_timeout_s))
     assert all(s["stopasgroup"] == "true" for s in settings.values())

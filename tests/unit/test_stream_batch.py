@@ -1,6 +1,6 @@
 """One micro-batch of Kinesis rows through the streaming job's pure transformation: parse with the
-explicit schema, reject what cannot be read, clean as SPEC §3 says, keep the latest of each ind.
-Expected values below are worked out by hand from the SPEC."""
+explicit schema, reject what cannot be read, clean as data contract §3 says, keep the latest of each
+ind. Expected values below are worked out by hand from the data contract."""
 
 from __future__ import annotations
 

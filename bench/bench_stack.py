@@ -1,0 +1,108 @@
+"""Benchmark the local stack's `pinpipe up` and `pinpipe down`: seconds per component and in all.
+
+    uv run python bench/bench_stack.py                   # the full default stack, ports +30000
+    uv run python bench/bench_stack.py --port-offset 500 --no-airflow --no-stream
+    uv run python bench/bench_stack.py --up-for 60       # let the feeds post a minute first
+
+Runs the real commands in a fresh run folder on ports apart from a developer's stack, as a user
+would (each command's time includes its Python start-up). `down` reports each component's stop
+time since its stop wave began and how it ended; a SIGKILL is a fault and is flagged. Prints
+one JSON object last, for scripts. Issue #14 asks for `down` under 20 s on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config.settings import local_port_variables
+
+DEFAULT_PORTS = local_port_variables()
+READY = re.compile(r"^» (\S+): ready \(([\d.]+)s\)", re.MULTILINE)
+STOPPED = re.compile(r"^» (\S+): stopped \(([\d.]+)s, (.*)\)$", re.MULTILINE)
+STACK_STOPPED = re.compile(r"stack stopped in ([\d.]+)s")
+
+
+class CommandFailed(Exception):
+    pass
+
+
+def pinpipe(env: dict[str, str], *args: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise CommandFailed(f"pinpipe {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return seconds, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port-offset", type=int, default=30000)
+    parser.add_argument("--up-for", type=float, default=30.0, help="seconds between up and down")
+    parser.add_argument("--no-airflow", action="store_true")
+    parser.add_argument("--no-stream", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the run folder (its logs)")
+    args = parser.parse_args()
+
+    run_dir = Path(tempfile.mkdtemp(prefix="pinpipe-bench-stack-")) / "run"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PINPIPE_", "AWS_ENDPOINT"))},
+        **{key: str(port + args.port_offset) for key, port in DEFAULT_PORTS.items()},
+        "PINPIPE_RUN_DIR": str(run_dir),
+        "PINPIPE_AIRFLOW_ENABLED": str(not args.no_airflow).lower(),
+        "PINPIPE_STREAM_ENABLED": str(not args.no_stream).lower(),
+        "COLUMNS": "200",
+    }
+    try:
+        up_seconds, up_out = pinpipe(env, "up")
+        time.sleep(args.up_for)
+    except CommandFailed as failed:
+        pinpipe(env, "down")  # what did start
+        raise SystemExit(str(failed)) from failed
+    try:
+        down_seconds, down_out = pinpipe(env, "down")
+    finally:
+        if not args.keep:
+            shutil.rmtree(run_dir.parent, ignore_errors=True)
+    stopped = [(name, float(s), outcome) for name, s, outcome in STOPPED.findall(down_out)]
+    inside = STACK_STOPPED.search(down_out)
+    result: dict[str, Any] = {
+        "up_s": round(up_seconds, 1),
+        "down_s": round(down_seconds, 1),
+        "down_inside_s": float(inside.group(1)) if inside else None,
+        "ready_s": {name: float(s) for name, s in READY.findall(up_out)},
+        "stop_s": {name: s for name, s, _ in stopped},
+        "stop_outcome": {name: outcome for name, _, outcome in stopped},
+        "sigkill": [name for name, _, outcome in stopped if "SIGKILL" in outcome],
+        "load_average": os.getloadavg(),
+    }
+    print(f"up   {up_seconds:6.1f}s")
+    for name, seconds in result["ready_s"].items():
+        print(f"  {name:<20} ready after {seconds:6.1f}s")
+    print(f"down {down_seconds:6.1f}s (stack stopped in {result['down_inside_s']}s, the rest is "
+          "the command's start-up)")  # fmt: skip
+    for name, seconds, outcome in stopped:
+        print(f"  {name:<20} stopped after {seconds:5.1f}s  {outcome}")
+    print(f"load average {result['load_average']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
