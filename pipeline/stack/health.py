@@ -12,9 +12,7 @@ turn data into text (unit-tested without a stack). A stopped component is said s
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +21,7 @@ import requests
 
 from pipeline.config import Settings
 from pipeline.land.connector import ConnectClient, ConnectorStatus
-from pipeline.stream.component import progress_path
+from pipeline.stream.component import progress_age_s, read_progress
 
 ADMIN_TIMEOUT_S = 10.0
 # pipeline.orchestrate.dag.DAG_ID (a unit test keeps them equal): that module imports Airflow,
@@ -122,11 +120,10 @@ def connector_status(settings: Settings) -> ConnectorStatus:
 def stream_batches(settings: Settings) -> list[StreamBatch]:
     """The stream job's last micro-batch per table, from its heartbeat file (gone once the job
     has stopped; stale if it died)."""
-    try:
-        state = json.loads(progress_path(settings).read_text())
-    except (OSError, ValueError) as error:
-        raise Unavailable("the stream job is not running (no progress file)") from error
-    age = time.time() - float(state.get("updated_epoch", 0))
+    state = read_progress(settings)
+    if state is None:
+        raise Unavailable("the stream job is not running (no progress file)")
+    age = progress_age_s(state)
     if age > 30:
         raise Unavailable(f"the stream job's progress file is {age:.0f}s old: is it running?")
     if state.get("state") != "running":

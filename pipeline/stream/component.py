@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -25,12 +27,24 @@ def progress_path(settings: Settings) -> Path:
     return settings.data_dir / "stream" / f"{settings.topic_prefix}-progress.json"
 
 
-def stream_ready(settings: Settings) -> bool:
+def read_progress(settings: Settings) -> dict[str, Any] | None:
+    """The stream job's heartbeat (state, queries, last micro-batches); None without one."""
     try:
-        state = json.loads(progress_path(settings).read_text())
+        state: dict[str, Any] = json.loads(progress_path(settings).read_text())
     except (OSError, ValueError):
+        return None
+    return state
+
+
+def progress_age_s(state: Mapping[str, Any]) -> float:
+    return time.time() - float(state.get("updated_epoch", 0))
+
+
+def stream_ready(settings: Settings) -> bool:
+    state = read_progress(settings)
+    if state is None:
         return False
-    fresh = time.time() - float(state.get("updated_epoch", 0)) < HEARTBEAT_MAX_AGE_S
+    fresh = progress_age_s(state) < HEARTBEAT_MAX_AGE_S
     if not (fresh and psutil.pid_exists(int(state.get("pid", 0)))):
         return False
     queries = state.get("queries", {})
