@@ -40,6 +40,7 @@ from pipeline.source.loader import seed_database
 from tests.chaos import reconcile
 from tests.chaos.faults import FAULTS, FaultContext, bring_up
 from tests.chaos.reconcile import StageResult
+from tests.support.ports import free_port
 
 console = Console(width=int(os.environ.get("COLUMNS", "140")))  # a log file is no terminal
 ADDON = Path(__file__).with_name("s3_fault_addon.py")
@@ -85,12 +86,6 @@ class FaultResult:
 
 
 # -- the chaos stack ----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def s3_endpoint(settings: Settings) -> str:
@@ -393,7 +388,7 @@ def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultRes
     source = seeded_source(SOURCE_CACHE, args.source_rows)
     os.environ["PINPIPE_SOURCE_DB_URL"] = f"sqlite:///{source}"
     switch = run_dir / "s3-fault.on"
-    proxy_port = _free_port()
+    proxy_port = free_port()
     faults = args.faults or [f for f in FAULTS if "stream" in modes or f != "kill-stream"]
     results: list[FaultResult] = []
     from pipeline.stack import stack

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.stack.provision import ensure_streams
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -687,13 +687,6 @@ def test_wrong_method_and_unknown_path_are_json_errors(api: Settings) -> None:
 
 
 # -- a second API process, for tests that must not disturb the stack's ---------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

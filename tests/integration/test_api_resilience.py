@@ -25,11 +25,11 @@ from pipeline.stack.supervisor import Supervisor
 from tests.integration.test_api import (
     api_process,
     assert_error,
-    free_port,
     geo_row,
     post_topic,
     read_kafka,
 )
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

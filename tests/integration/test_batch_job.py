@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from pipeline.transform.silver import (
     REASON_MISSING_ID,
     REASON_SCHEMA_MISMATCH,
 )
+from tests.support.ports import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOB_FILE = PROJECT_ROOT / "pipeline" / "transform" / "job.py"
@@ -351,12 +351,6 @@ def test_new_landed_objects_add_only_their_rows(spark: SparkSession, first_run: 
 
 
 # -- s3a:// against a moto S3 server, the job in its own process ----------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

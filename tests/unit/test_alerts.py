@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -17,14 +16,8 @@ from moto.server import ThreadedMotoServer
 
 from pipeline.config import Settings
 from pipeline.orchestrate.alerts import failure_alert, notify_failure, send_alert
+from tests.support.ports import free_port
 from tests.support.webhook import Webhook
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture
