@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.config.cli import register as register_config
+from pipeline.demo.cli import register as register_demo
 from pipeline.deploy.cli import register as register_deploy
 from pipeline.ingest.cli import register as register_ingest
 from pipeline.land.cli import register_commands as register_land
@@ -29,6 +30,7 @@ register_land(app)
 register_transform(app)
 register_stream(app)
 register_deploy(app)
+register_demo(app)
 register_orchestrate(app)
 register_report(app)
 register_config(app)

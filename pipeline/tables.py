@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pipeline.config import Settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths, is_delta_table
 from pipeline.spark_session import on_databricks
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ def table_name(settings: Settings, layer: str, table: str) -> str:
 
 def lake_tables(settings: Settings, lake_root: str) -> Iterator[tuple[str, str, str]]:
     """(layer, table, path) of every table the jobs write under `lake_root`."""
-    from pipeline.stream.job import StreamPaths
-    from pipeline.transform.gold import QUERY_COLUMNS
-    from pipeline.transform.lake import LakePaths
-
     paths = LakePaths(lake_root)
     for table in TABLES:
         yield "bronze", table, paths.bronze(table)
@@ -71,8 +68,6 @@ def register_tables(
 ) -> dict[str, str]:
     """Name every Delta table that exists under the lake (the others are left for a later
     run); returns {name: location}. Idempotent: a name already registered is kept."""
-    from pipeline.transform.lake import is_delta_table
-
     registered: dict[str, str] = {}
     schemas: set[str] = set()
     for layer, table, path in lake_tables(settings, lake_root or settings.lake_uri):
@@ -103,21 +98,3 @@ def _registered_location(spark: SparkSession, name: str) -> str | None:
     except AnalysisException:
         return None  # not registered
     return None if detail is None else str(detail["location"])
-
-
-def read_gold_by_name(
-    spark: SparkSession, settings: Settings
-) -> dict[str, list[dict[str, object]]]:
-    """Every gold table, read by its name, as rows in the order `pinpipe analytics` prints."""
-    from pipeline.transform.gold import QUERY_COLUMNS, sort_columns
-    from pipeline.transform.job import _jsonable
-
-    results = {}
-    for query_id, columns in QUERY_COLUMNS.items():
-        frame = spark.table(table_name(settings, "gold", query_id))
-        ordered = frame.select(*columns).orderBy(*sort_columns(query_id))
-        results[query_id] = [
-            {key: _jsonable(value) for key, value in row.asDict().items()}
-            for row in ordered.collect()
-        ]
-    return results

@@ -33,8 +33,10 @@ finish() {
   fi
   step "tearing down: compose project $project, then dockerd"
   # shellcheck disable=SC2086  # COMPOSE_CLI is a command line
-  $COMPOSE_CLI --project-name "$project" -f compose/docker-compose.yml --profile '*' down --volumes \
-    --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+  for name in "$project" "$project-localstack"; do
+    $COMPOSE_CLI --project-name "$name" -f compose/docker-compose.yml --profile '*' down --volumes \
+      --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+  done
   [[ -n $existing_engine ]] || scripts/docker-engine.sh stop || true
   step "make test-compose finished with status $status"
   exit "$status"
@@ -63,5 +65,13 @@ for service in kafka connect s3 kinesis api spark-stream airflow; do
   echo "   built $service in $((SECONDS - image_started))s"
 done
 $build_only && exit 0
-step "the end-to-end tests against the compose stack"
-uv run --frozen pytest tests/compose -ra -p no:cacheprovider --durations=12
+# Two pytest runs, so that the default stack is down before the LocalStack one starts (half
+# the memory and CPU at a time); both run even when the first fails.
+tests_status=0
+step "the end-to-end tests against the compose stack (S3Proxy, kinesis-mock)"
+uv run --frozen pytest tests/compose --ignore=tests/compose/test_localstack.py -ra \
+  -p no:cacheprovider --durations=12 || tests_status=$?
+step "the batch and stream scenarios on LocalStack 4.14.0 (profile localstack, a stack of its own)"
+uv run --frozen pytest tests/compose/test_localstack.py -ra -p no:cacheprovider --durations=6 \
+  || tests_status=$?
+exit "$tests_status"

@@ -7,11 +7,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pipeline.config import Settings, get_settings
 from pipeline.config.settings import local_port_variables
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 # Ports apart from a developer's running stack (9092, 8083, 4566, ...), so tests never touch it.
 # PINPIPE_TEST_PORT_OFFSET moves them all, e.g. to run two test sessions side by side.
@@ -78,6 +82,24 @@ def stack(test_env: dict[str, str]) -> Iterator[Settings]:
         yield settings
     finally:  # also when `up` failed half-way: leave no process behind
         local_stack.down(settings, on_event=lambda message: print(f"[stack] {message}"))
+
+
+@pytest.fixture(scope="session")
+def spark_settings(test_env: dict[str, str]) -> Settings:
+    """Whose lake `spark` reads (besides local folders): the test stack's, which `stack` starts;
+    tests/compose override this with the compose stack's."""
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def spark(spark_settings: Settings) -> Iterator[SparkSession]:
+    """The tests' one Spark session (a pytest process has one JVM): small, Delta enabled."""
+    from tests.support.spark import shared_session
+
+    session = shared_session(spark_settings)
+    yield session
+    # Close the py4j connections while pytest still owns the log streams.
+    session.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

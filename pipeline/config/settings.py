@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     stream_enabled: bool = Field(
         default=True, description="run the streaming job as part of the local stack"
     )
+    stream_metrics_port: int = Field(
+        default=9464, ge=0, description="the stream job's Prometheus /metrics; 0 serves none"
+    )
+    stream_metrics_host: str = Field(
+        default="127.0.0.1", description="address the stream job's /metrics listens on"
+    )
 
     # -- the emulator feed `make up` runs (the original posts about one row id per second) ----
     feed_ids_per_second: float = Field(

@@ -7,7 +7,7 @@ import sys
 import requests
 
 from pipeline.config import Settings
-from pipeline.stack.components import PRIORITY_PRODUCER, Component, pipeline_environment
+from pipeline.workload import PRIORITY_PRODUCER, Component, pipeline_environment
 
 
 def api_ready(settings: Settings) -> bool:

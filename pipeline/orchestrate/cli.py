@@ -1,4 +1,4 @@
-"""`pinpipe demo` (the whole batch path once) and `pinpipe mwaa-bundle` (what MWAA takes)."""
+"""`pinpipe mwaa-bundle` (what MWAA takes)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from pipeline.config import get_settings
 from pipeline.config.settings import PROJECT_ROOT
-
-
-def demo(
-    records: Annotated[
-        int, typer.Option("--records", "-n", min=3, help="Records to post (pin, geo, user rows).")
-    ] = 3000,
-) -> None:
-    """Start the stack, post records, wait until they land, run the DAG, print the results."""
-    from pipeline.orchestrate.demo import DemoError, run_demo
-    from pipeline.stack.jvm import StackError
-
-    console = Console()
-    try:
-        run_demo(get_settings(), records=records, console=console)
-    except (DemoError, StackError) as error:
-        console.print(f"[bold red]demo failed:[/] {error}")
-        raise typer.Exit(1) from error
 
 
 def mwaa_bundle(
@@ -64,5 +45,4 @@ def mwaa_bundle(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
     app.command("mwaa-bundle")(mwaa_bundle)

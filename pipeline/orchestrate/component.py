@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from pipeline.config import Settings
 from pipeline.config.settings import PROJECT_ROOT
-from pipeline.stack.components import Component, ReadyProbe, pipeline_environment
+from pipeline.workload import Component, ReadyProbe, pipeline_environment
 
 ADMIN_USER = "admin"
 DAGS_FOLDER = PROJECT_ROOT / "dags"

@@ -21,8 +21,8 @@ from airflow.sdk import BaseOperator, PokeReturnValue, task
 
 from pipeline.config import Settings, get_settings
 from pipeline.config.settings import PROJECT_ROOT
+from pipeline.landing import Window, landed_topics
 from pipeline.orchestrate.alerts import notify_failure
-from pipeline.orchestrate.landing import Window, landed_topics
 
 DAG_ID = "pinpipe_batch"
 TASK_IDS: tuple[str, ...] = (

@@ -2,8 +2,8 @@
 
     dist/mwaa/
       dags/pinpipe_batch.py     the DAG, as in `dags/`
-      dags/pipeline/...         the few modules the DAG imports (config, orchestrate), vendored:
-                                MWAA puts the DAG folder on sys.path
+      dags/pipeline/...         the few modules the DAG imports (config, landing, orchestrate),
+                                vendored: MWAA puts the DAG folder on sys.path
       dags/.airflowignore       keeps the dag-processor out of `pipeline/`
       requirements.txt          providers and libraries, pinned by MWAA's Airflow constraints
       startup.sh                exports PINPIPE_* (target aws, bucket, Databricks cluster, ...)
@@ -30,7 +30,7 @@ VENDORED: tuple[str, ...] = (
     "pipeline/config/settings.py",
     "pipeline/orchestrate/__init__.py",
     "pipeline/orchestrate/dag.py",
-    "pipeline/orchestrate/landing.py",
+    "pipeline/landing.py",
     "pipeline/orchestrate/alerts.py",
 )
 REQUIREMENTS: tuple[str, ...] = (

@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from pipeline.config import Settings, get_settings
-from pipeline.orchestrate.landing import Window
+from pipeline.landing import Window
 from pipeline.report.paths import quality_history_path
 from pipeline.spark_session import get_spark
 from pipeline.transform.bronze import SOURCE_FILE, SOURCE_MODIFIED

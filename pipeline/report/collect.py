@@ -13,12 +13,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.config import Settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths, sort_columns
 from pipeline.report.lake import LakeReader, Row, is_s3, s3_location
 from pipeline.report.paths import quality_history_path
-from pipeline.stream.job import StreamPaths
-from pipeline.transform.gold import QUERY_COLUMNS, sort_columns
 from pipeline.transform.job import TABLES, topics_for
-from pipeline.transform.lake import LakePaths
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,7 @@ def landed_objects(settings: Settings, landing: str, topic: str) -> Landed | Non
 
 def ledger_counts(ledger: Path) -> dict[str, int]:
     """Records the API acknowledged per table, from the emulator's ledger (JSON lines)."""
-    from pipeline.orchestrate.landing import read_ledger
+    from pipeline.landing import read_ledger
 
     return dict(Counter(entry["table"] for entry in read_ledger(ledger)))
 

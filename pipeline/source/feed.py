@@ -7,7 +7,7 @@ import sys
 from pipeline.config import Settings
 from pipeline.source import database
 from pipeline.source.loader import seed_database
-from pipeline.stack.components import Component, ReadyProbe, pipeline_environment
+from pipeline.workload import Component, pipeline_environment
 
 RECORDS_PER_ID = 3  # each drawn id posts its pin, geo and user rows
 FEED_LOG_EVERY_S = 30.0  # a feed's log gets a summary line this often
@@ -24,17 +24,6 @@ def ensure_seeded(settings: Settings) -> int:
         return seed_database(engine, settings.feed_seed_rows, seed=0)["pin"]
     finally:
         engine.dispose()
-
-
-def _running(name: str) -> ReadyProbe:
-    """Ready once supervisord reports the program RUNNING (it has stayed up for startsecs)."""
-
-    def probe(settings: Settings) -> bool:
-        from pipeline.stack.supervisor import Supervisor
-
-        return Supervisor(settings).info().get(name, {}).get("statename") == "RUNNING"
-
-    return probe
 
 
 def feed_components(settings: Settings) -> list[Component]:
@@ -65,7 +54,7 @@ def feed_components(settings: Settings) -> list[Component]:
             ],
             ports=[],
             url=f"{settings.api_url} ({rate:g} records/s)",
-            ready=_running(f"feed-{mode}"),
+            ready=None,  # nothing to probe: ready once supervisord reports it RUNNING
             environment=pipeline_environment(settings),
             ready_timeout_s=30,
             after_provision=True,

@@ -23,11 +23,11 @@ class Link:
     url: str
 
 
-def stream_ui_url(settings: Settings) -> str | None:
-    """The stream job's Spark UI, as the job wrote it into its heartbeat file (its port is the
-    first free one from 4040, so only the job knows it)."""
+def stream_job_url(settings: Settings, key: str) -> str | None:
+    """An address the stream job wrote into its heartbeat file: `spark_ui` (its port is the
+    first free one from 4040, so only the job knows it) or `metrics_url`."""
     try:
-        url = json.loads(progress_path(settings).read_text()).get("spark_ui")
+        url = json.loads(progress_path(settings).read_text()).get(key)
     except (OSError, ValueError):
         return None
     return str(url) if url else None
@@ -38,6 +38,7 @@ def stack_links(settings: Settings, running: Collection[str]) -> list[Link]:
     links = []
     if "api" in running:
         links.append(Link("API docs (Swagger UI)", f"{settings.api_url}{SWAGGER_PATH}"))
+        links.append(Link("API metrics (Prometheus)", f"{settings.api_url}/metrics"))
     servers: tuple[tuple[AwsService, str], ...] = (
         ("s3", "S3 (S3Proxy)"),
         ("kinesis", "Kinesis (kinesis-mock)"),
@@ -48,8 +49,10 @@ def stack_links(settings: Settings, running: Collection[str]) -> list[Link]:
             links.append(Link(what, endpoint))
     if "connect" in running:
         links.append(Link("Kafka Connect REST", f"{settings.connect_url}/connectors"))
-    if "stream" in running and (spark_ui := stream_ui_url(settings)):
-        links.append(Link("Spark UI (stream job)", spark_ui))
+    if "stream" in running:
+        for key, what in (("spark_ui", "Spark UI"), ("metrics_url", "metrics (Prometheus)")):
+            if url := stream_job_url(settings, key):
+                links.append(Link(f"stream job {what}", url))
     return links
 
 

@@ -17,12 +17,13 @@ from pipeline.ingest.component import api_components
 from pipeline.land.connector import register as register_connector
 from pipeline.orchestrate.component import airflow_components
 from pipeline.source.feed import ensure_seeded, feed_components
-from pipeline.stack.components import Component, core_components, kafka_storage_command, port_open
+from pipeline.stack.components import core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
 from pipeline.stack.provision import describe_created, provision
 from pipeline.stack.supervisor import Supervisor
 from pipeline.stream.component import stream_components
 from pipeline.waiting import waiting
+from pipeline.workload import Component
 
 
 def components(settings: Settings) -> list[Component]:
@@ -66,6 +67,14 @@ def _check_ports_free(component: Component) -> None:
             )
 
 
+def _answers(component: Component, settings: Settings, supervisor: Supervisor) -> bool:
+    """Whether the component answers its probe; one without a probe is ready once supervisord
+    reports it RUNNING (it has stayed up for its start seconds)."""
+    if component.ready is None:
+        return _state(supervisor, component.name) == "RUNNING"
+    return component.ready(settings)
+
+
 def _wait_ready(
     supervisor: Supervisor,
     component: Component,
@@ -74,15 +83,19 @@ def _wait_ready(
 ) -> float:
     started = time.monotonic()
     with waiting(console, f"{component.name} to be ready"):
-        while not component.ready(settings):
+        while not _answers(component, settings, supervisor):
             _check_starting(supervisor, component, started)
             time.sleep(0.5)
     return time.monotonic() - started
 
 
+def _state(supervisor: Supervisor, name: str) -> str:
+    return str(supervisor.info().get(name, {}).get("statename", "UNKNOWN"))
+
+
 def _check_starting(supervisor: Supervisor, component: Component, started: float) -> None:
     """Raise when `component` has failed to start or is out of time."""
-    state = supervisor.info().get(component.name, {}).get("statename", "UNKNOWN")
+    state = _state(supervisor, component.name)
     if state in ("FATAL", "EXITED", "BACKOFF") or (
         time.monotonic() - started > component.ready_timeout_s
     ):
@@ -204,7 +217,8 @@ def status(settings: Settings) -> list[ComponentStatus]:
             ComponentStatus(
                 name=component.name,
                 state=proc.get("statename", "STOPPED"),
-                ready=component.ready(settings) if proc.get("statename") == "RUNNING" else False,
+                ready=proc.get("statename") == "RUNNING"
+                and (component.ready is None or component.ready(settings)),
                 url=component.url,
                 pid=pid,
                 rss_mb=_rss_mb(pid),

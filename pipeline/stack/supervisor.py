@@ -19,7 +19,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from pipeline.config import Settings
 from pipeline.config.settings import PROJECT_ROOT
-from pipeline.stack.components import Component
+from pipeline.workload import Component
 
 
 def _escape(value: str) -> str:

@@ -1,10 +1,19 @@
-"""`pinpipe stream`: run the streaming job (Kinesis → Structured Streaming → Delta)."""
+"""`pinpipe stream`: run the streaming job (Kinesis → Structured Streaming → Delta).
+
+Also the job's script (`spark-submit pipeline/stream/cli.py ...`, a Databricks Python job): the
+job's options are defined once, here, and the job module never imports its command line.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
+
+if __package__ in (None, ""):
+    # Started as a script (`spark-submit .../cli.py`): make the `pipeline` package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import typer
 
@@ -49,6 +58,14 @@ def stream(
             "--wait-for-inputs", min=0, help="Seconds to wait for the streams and lake bucket"
         ),
     ] = 300.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            help="Serve the progress as Prometheus /metrics here (default: settings; 0: none)",
+        ),
+    ] = None,
 ) -> None:
     """Clean the three Kinesis streams continuously into Delta tables (data contract §5).
 
@@ -71,9 +88,14 @@ def stream(
         timeout_s=timeout,
         progress_file=progress_file,
         wait_for_inputs_s=wait_for_inputs,
+        metrics_port=metrics_port,
     )
     typer.echo(report_json(report))
 
 
 def register(app: typer.Typer) -> None:
     app.command("stream")(stream)
+
+
+if __name__ == "__main__":
+    typer.run(stream)

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from pipeline.config import Settings
-from pipeline.stack.components import PRIORITY_PRODUCER, Component, pipeline_environment
+from pipeline.workload import PRIORITY_PRODUCER, Component, pipeline_environment
 
 HEARTBEAT_MAX_AGE_S = 15.0
 

@@ -27,19 +27,12 @@ Exactly once, with no streaming state: the tables themselves remember what was w
 Runs unchanged three ways, the session and every endpoint coming from config:
 
     uv run pinpipe stream [--trigger-seconds 2] [--until-idle 30] ...
-    spark-submit pipeline/stream/job.py --lake ... --prefix ...
-    a Databricks Python job with this file and the same parameters: the active session and its
+    spark-submit pipeline/stream/cli.py --lake ... --prefix ...
+    a Databricks Python job with that file and the same parameters: the active session and its
     built-in `kinesis` source are used; our Python source is registered only where none exists.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-if __package__ in (None, ""):
-    # Started as a script (`spark-submit .../job.py`): make the `pipeline` package importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import json
 import logging
@@ -50,6 +43,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -67,6 +61,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from pipeline.config import Settings, get_settings
+from pipeline.lake import StreamPaths as StreamPaths  # its home; imported from here too
 from pipeline.spark_session import get_spark
 from pipeline.stream.kinesis_source import ensure_kinesis_source
 from pipeline.transform.schemas import SILVER_SCHEMAS, SOURCE_SCHEMAS
@@ -104,30 +99,6 @@ REJECTED_SCHEMA = StructType(
         StructField(ARRIVAL, TimestampType()),
     ]
 )
-
-
-@dataclass(frozen=True)
-class StreamPaths:
-    """Where the stream tables and their checkpoints live under one lake root."""
-
-    root: str
-    prefix: str
-
-    def _join(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
-
-    def table_name(self, table: str) -> str:
-        return f"{self.prefix}_{table}_table"
-
-    def table(self, table: str) -> str:
-        return self._join("stream", self.table_name(table))
-
-    @property
-    def rejected(self) -> str:
-        return self._join("stream", f"{self.prefix}_rejected")
-
-    def checkpoint(self, table: str) -> str:
-        return self._join("_checkpoints", "stream", self.table_name(table))
 
 
 # -- pure transformations ------------------------------------------------------------------------
@@ -367,6 +338,11 @@ class Heartbeat:
         with self._lock:
             self._state.update(fields)
 
+    def snapshot(self) -> dict[str, object]:
+        """The state as the file shows it (and the job's /metrics)."""
+        with self._lock:
+            return dict(self._state)
+
     def start(self) -> Heartbeat:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -600,6 +576,7 @@ class StreamJob:
                 table: {
                     **self.names[table],
                     "active": query.isActive,
+                    "restarts": self.restarts.get(table, 0),
                     "batches_with_input": len(batches),
                     "last_batch_id": max(batches, default=None),
                     "input_rows": sum(batches.values()),
@@ -649,8 +626,13 @@ def run(
     progress_file: Path | None = None,
     wait_for_inputs_s: float = 300.0,
     settings: Settings | None = None,
+    metrics_port: int | None = None,
 ) -> StreamReport:
-    """Run the streaming job until stopped (SIGTERM/SIGINT), idle, or out of time."""
+    """Run the streaming job until stopped (SIGTERM/SIGINT), idle, or out of time.
+
+    `metrics_port` (default: the settings'; 0 for none) serves the progress as Prometheus
+    metrics; never on Databricks, where the platform shows the queries.
+    """
     from pipeline.spark_session import on_databricks
 
     settings = settings or get_settings()
@@ -658,6 +640,21 @@ def run(
     streams = {table: f"streaming-{prefix}-{table}" for table in TABLES}
     paths = StreamPaths(lake_root or settings.lake_uri, prefix)
     heartbeat = Heartbeat(progress_file).start()
+    port = settings.stream_metrics_port if metrics_port is None else metrics_port
+    metrics_server = None
+    if port and not on_databricks():
+        host = settings.stream_metrics_host
+        try:
+            # prometheus-client comes with the `api` extra, which the local venv and the spark
+            # image carry; a bare `pinpipe[spark]` install runs the stream without /metrics
+            from pipeline.stream.metrics import serve_metrics
+
+            metrics_server, _ = serve_metrics(heartbeat.snapshot, port, host)
+            metrics_url = f"http://{host}:{port}/metrics"
+            heartbeat.update(metrics_url=metrics_url)  # `pinpipe status` links it from there
+            log.info("metrics: %s", metrics_url)
+        except (ImportError, OSError) as error:  # the stream matters more: say so, go on
+            log.warning("no /metrics on %s:%d: %s", host, port, error)
     stop_requested = threading.Event()
 
     starting = True  # until the queries start: nothing is in flight then
@@ -710,19 +707,9 @@ def run(
         return report
     finally:
         heartbeat.stop()
+        if metrics_server is not None:
+            metrics_server.shutdown()
 
 
 def report_json(report: StreamReport) -> str:
     return json.dumps(report.__dict__, sort_keys=True)
-
-
-def _main() -> None:
-    import typer
-
-    from pipeline.stream.cli import stream
-
-    typer.run(stream)
-
-
-if __name__ == "__main__":
-    _main()

@@ -7,13 +7,13 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-Row = dict[str, Any]
+from pipeline.transform.render import render_csv, render_tables
 
 
 class OutputFormat(StrEnum):
@@ -57,35 +57,6 @@ def batch(
         console.print(f"results written to {results_json}")
 
 
-def render_csv(results: dict[str, list[Row]], with_titles: bool) -> str:
-    """CSV per query; several queries are separated by a blank line and a `# query_id` line."""
-    # imported here: the CLI must load without pyspark (the API image has none)
-    from pipeline.transform.gold import QUERY_COLUMNS
-
-    out = io.StringIO()
-    for position, (query_id, rows) in enumerate(results.items()):
-        if with_titles:
-            if position:
-                out.write("\n")
-            out.write(f"# {query_id}\n")
-        writer = csv.DictWriter(out, fieldnames=list(QUERY_COLUMNS[query_id]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return out.getvalue()
-
-
-def render_tables(results: dict[str, list[Row]], console: Console) -> None:
-    from pipeline.transform.gold import QUERY_COLUMNS
-
-    for query_id, rows in results.items():
-        table = Table(title=query_id, title_justify="left")
-        for column in QUERY_COLUMNS[query_id]:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*("" if value is None else str(value) for value in row.values()))
-        console.print(table)
-
-
 LakeRootOption = Annotated[
     str | None, typer.Option("--lake", help="Delta lake root (default: config)")
 ]
@@ -102,8 +73,9 @@ def analytics(
     """Print the gold tables written by `pinpipe batch`, read by name (`gold.<query id>`)."""
     from pipeline.config import get_settings
     from pipeline.spark_session import get_spark
-    from pipeline.tables import read_gold_by_name, register_tables, table_name
+    from pipeline.tables import register_tables, table_name
     from pipeline.transform.gold import QUERY_COLUMNS
+    from pipeline.transform.job import read_gold_by_name
 
     unknown = sorted(set(queries or ()) - set(QUERY_COLUMNS))
     if unknown:

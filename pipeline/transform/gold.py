@@ -14,6 +14,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+# the nine tables' columns are part of the lake's layout (pipeline.lake); imported from here too
+from pipeline.lake import QUERY_COLUMNS as QUERY_COLUMNS
+from pipeline.lake import sort_columns as sort_columns
+
 AGE_GROUPS: tuple[str, ...] = ("18-24", "25-35", "36-50", "+50")
 POST_YEARS = (2018, 2022)  # q2, from geo.timestamp
 JOIN_YEARS = (2015, 2020)  # q6-q8, from user.date_joined
@@ -192,27 +196,6 @@ QUERIES: dict[str, GoldQuery] = {
         q8_median_followers_by_age_group_and_join_year
     ),
 }
-
-QUERY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "q1_top_category_by_country": ("country", "category", "category_count"),
-    "q2_top_category_by_year": ("post_year", "category", "category_count"),
-    "q3a_top_user_by_country": ("country", "poster_name", "follower_count"),
-    "q3b_top_country_by_followers": ("country", "follower_count"),
-    "q4_top_category_by_age_group": ("age_group", "category", "category_count"),
-    "q5_median_followers_by_age_group": ("age_group", "median_follower_count"),
-    "q6_users_joined_by_year": ("post_year", "number_users_joined"),
-    "q7_median_followers_by_join_year": ("post_year", "median_follower_count"),
-    "q8_median_followers_by_age_group_and_join_year": (
-        "age_group",
-        "post_year",
-        "median_follower_count",
-    ),
-}
-
-
-def sort_columns(query_id: str) -> tuple[str, ...]:
-    """The leading columns a result is sorted by (all but the last; q3b has one row)."""
-    return QUERY_COLUMNS[query_id][:-1]
 
 
 def compute_gold(silver: SilverTables) -> dict[str, DataFrame]:

@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from pipeline.config import Settings, get_settings
 from pipeline.spark_session import get_spark, on_databricks
+from pipeline.tables import register_tables, table_name
 from pipeline.transform.bronze import Ingested, bronze_schema, ingest_topic
 from pipeline.transform.gold import QUERIES, QUERY_COLUMNS, SilverTables, sort_columns
 from pipeline.transform.lake import (
@@ -214,6 +215,21 @@ def read_gold(spark: SparkSession, lake_root: str) -> dict[str, list[Row]]:
     return results
 
 
+def read_gold_by_name(
+    spark: SparkSession, settings: Settings
+) -> dict[str, list[dict[str, object]]]:
+    """Every gold table, read by its name, as rows in the order `pinpipe analytics` prints."""
+    results = {}
+    for query_id, columns in QUERY_COLUMNS.items():
+        frame = spark.table(table_name(settings, "gold", query_id))
+        ordered = frame.select(*columns).orderBy(*sort_columns(query_id))
+        results[query_id] = [
+            {key: _jsonable(value) for key, value in row.asDict().items()}
+            for row in ordered.collect()
+        ]
+    return results
+
+
 def write_results_json(results: Mapping[str, list[Row]], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -239,8 +255,6 @@ def run(
         stage_gold=stage_gold,
     )
     if on_databricks():  # names in Unity Catalog persist; a local session names them on demand
-        from pipeline.tables import register_tables
-
         register_tables(spark, settings, lake)
     if results_json is not None:
         write_results_json(read_gold(spark, lake), results_json)

@@ -13,47 +13,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import StructType
 
-
-@dataclass(frozen=True)
-class LakePaths:
-    """Where each layer lives under one lake root (a folder, `s3a://` or `s3://` URI)."""
-
-    root: str
-
-    def _join(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
-
-    def bronze(self, table: str) -> str:
-        return self._join("bronze", table)
-
-    def silver(self, table: str) -> str:
-        return self._join("silver", table)
-
-    @property
-    def rejected(self) -> str:
-        return self._join("silver", "rejected")
-
-    def gold(self, query_id: str) -> str:
-        return self._join("gold", query_id)
-
-    def ingested(self, table: str) -> str:
-        """The manifest of landed object versions already in bronze (`transform.bronze`)."""
-        return self._join("ingested", table)
-
-    def staged_gold(self, query_id: str) -> str:
-        """Where the DAG's batch job writes gold for the checks before it is published."""
-        return self._join("staging", "gold", query_id)
-
-
-def is_delta_table(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return bool(DeltaTable.isDeltaTable(spark, path))
+# defined in pipeline.lake (the layout every layer shares); imported from here too
+from pipeline.lake import LakePaths as LakePaths
+from pipeline.lake import is_delta_table as is_delta_table
 
 
 def read_delta(spark: SparkSession, path: str) -> DataFrame:

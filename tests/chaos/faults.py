@@ -18,9 +18,9 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from pipeline.config import Settings
 from pipeline.stack import stack
-from pipeline.stack.components import Component
 from pipeline.stack.jvm import StackError
 from pipeline.stack.supervisor import Supervisor
+from pipeline.workload import Component
 
 
 class FaultError(RuntimeError):
@@ -68,7 +68,8 @@ def wait_ready(settings: Settings, target: Component, timeout_s: float) -> None:
         if state in ("FATAL", "EXITED", "STOPPED"):
             supervisor.start(target.name)  # autorestart gave up (startretries): start it again
             return False
-        return state == "RUNNING" and target.ready(settings)
+        # a program with no probe is ready once supervisord runs it
+        return state == "RUNNING" and (target.ready is None or target.ready(settings))
 
     retrying = Retrying(
         retry=retry_if_result(lambda done: not done),

@@ -16,8 +16,8 @@ def render(document: dict[str, Any]) -> str:
         f"{document['elapsed_s'] / 60:.0f} min, load average at the end {load}.",
         "",
         "| run | fault | stage | acknowledged | landed | missing | duplicated "
-        "| seconds to recover | fault took (s) |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|",
+        "| seconds to recover | fault took (s) | load (1 min) |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for result in document["results"]:
         for stage in result["stages"]:
@@ -26,7 +26,7 @@ def render(document: dict[str, Any]) -> str:
                 f"| {result['run']} | {result['fault']} | {stage['stage']} "
                 f"| {stage['acknowledged']:,} | {stage['landed']:,} | {stage['missing']:,} "
                 f"| {stage['duplicated']:,} | {'-' if recover is None else f'{recover:.1f}'} "
-                f"| {result.get('took_s', 0):.0f} |"
+                f"| {result.get('took_s', 0):.0f} | {result.get('load_average', [0])[0]:.1f} |"
             )
     failures = document["failures"]
     lines += ["", "Failures: " + ("none" if not failures else "; ".join(failures))]

@@ -37,6 +37,7 @@ from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, EmulationSummary, run_emulation
 from pipeline.source.feed import RECORDS_PER_ID
 from pipeline.source.loader import seed_database
+from pipeline.stack.supervisor import Supervisor
 from tests.chaos import reconcile
 from tests.chaos.faults import FAULTS, FaultContext, bring_up
 from tests.chaos.reconcile import StageResult
@@ -302,8 +303,8 @@ def run_fault(
     folder.mkdir(parents=True, exist_ok=True)
     result = FaultResult(run, name)
     draws = max(1, records // RECORDS_PER_ID)
-    # about 20 s of posting per layer: the fault lands in the middle of it
-    rate = max(30.0, records / 20)
+    # about 10 s of posting per layer when nothing fails: the fault lands in the middle of it
+    rate = max(30.0, records / 10)
     before = reconcile.watermarks(settings)
     seed = 1000 * run + list(FAULTS).index(name)
     posting = Posting(settings, folder, draws, seed=seed, rate=rate, modes=modes)
@@ -421,6 +422,12 @@ def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultRes
                     f"(fault {result.fault_s:.0f}s, load {_load()})"
                 )
             if "batch" in modes:
+                if "stream" in modes:
+                    # every stream stage is reconciled: the batch job gets the streaming job's core
+                    try:
+                        Supervisor(settings).stop("stream")
+                    except Exception as error:  # only slower then: the batch job still runs
+                        console.print(f"[yellow]could not stop the streaming job: {error}[/]")
                 _reconcile_silver(settings, results, batch_ledgers)
         finally:
             switch.unlink(missing_ok=True)

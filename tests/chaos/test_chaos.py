@@ -47,7 +47,8 @@ def runner_environment() -> dict[str, str]:
 
 
 def stop_leftover_stacks(run_dir: Path) -> None:
-    """SIGTERM every supervisord the runner left under `run_dir`: it stops its programs."""
+    """SIGTERM every supervisord the runner left under `run_dir` (it stops its programs), and
+    the runner's S3 fault proxy."""
     for pid_file in run_dir.glob("stack-*/supervisord.pid"):
         try:
             process = psutil.Process(int(pid_file.read_text().strip()))
@@ -57,6 +58,16 @@ def stop_leftover_stacks(run_dir: Path) -> None:
             continue  # the pid was reused by an unrelated process
         process.terminate()
         psutil.wait_procs([process], timeout=STOP_GRACE_S)
+    # the S3 fault proxy of a runner killed outright: its confdir lies under run_dir
+    proxies = [
+        process
+        for process in psutil.process_iter(["cmdline"])
+        if any("mitmdump" in part for part in process.info["cmdline"] or [])
+        and str(run_dir) in " ".join(process.info["cmdline"] or [])
+    ]
+    for process in proxies:
+        process.terminate()
+    psutil.wait_procs(proxies, timeout=30)
 
 
 def stop(runner: subprocess.Popen[bytes]) -> None:

@@ -17,20 +17,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from pyspark.sql import SparkSession
 
 from pipeline.config import LocalSettings
 from pipeline.config.settings import PROJECT_ROOT
-from pipeline.orchestrate.landing import not_landed, read_ledger
-from pipeline.spark_session import get_spark
+from pipeline.landing import not_landed, read_ledger
 from pipeline.transform.job import Row, read_gold, run_batch
+from tests.support.waiting import wait_for
 
 COMPOSE_FILE = PROJECT_ROOT / "compose" / "docker-compose.yml"
 PROJECT = os.environ.get("PINPIPE_COMPOSE_TEST_PROJECT", "pinpipe-test")
@@ -43,6 +43,7 @@ PORTS = {
     "PINPIPE_KINESIS_PORT": 4568,
     "PINPIPE_API_PORT": 8000,
     "PINPIPE_AIRFLOW_PORT": 8080,
+    "PINPIPE_STREAM_METRICS_PORT": 9464,
 }
 FLUSH_INTERVAL_MS = 5000
 # The long-running services brought up; their one-shot init services (provision,
@@ -54,8 +55,8 @@ SERVICES = [
 LEFT_OUT = {
     "kafka-ui": "profile `ui`: its upstream image (ghcr.io/kafbat/kafka-ui) can be neither pulled"
     " nor rebuilt from Debian packages here",
-    "localstack": "profile `localstack`: its upstream image cannot be pulled here; S3Proxy and"
-    " kinesis-mock (services s3, kinesis) are the default S3 and Kinesis servers",
+    "localstack": "profile `localstack`: S3Proxy and kinesis-mock (services s3, kinesis) are the"
+    " default S3 and Kinesis servers; test_localstack.py runs a stack of its own on LocalStack",
     "emulator-batch, emulator-stream": "not as endless feeds: the tests run these services as"
     " one-shots posting a counted number of records",
 }
@@ -83,12 +84,14 @@ class ComposeStack:
     env_file: Path
     host: LocalSettings
     out: Path
+    # a second stack (tests/compose/test_localstack.py) runs under a project name of its own
+    project: str = PROJECT
 
     def command(self, *arguments: str) -> list[str]:
         return [
             *compose_cli(),
             "--project-name",
-            PROJECT,
+            self.project,
             "--file",
             str(COMPOSE_FILE),
             "--env-file",
@@ -157,13 +160,14 @@ def compose_stack() -> Iterator[ComposeStack]:
         kinesis_port=ports["PINPIPE_KINESIS_PORT"],
         api_port=ports["PINPIPE_API_PORT"],
         airflow_port=ports["PINPIPE_AIRFLOW_PORT"],
+        stream_metrics_port=ports["PINPIPE_STREAM_METRICS_PORT"],
         topic_prefix="pinpipe",
         lake_bucket="pinpipe-lake",
         lake_root="",
         landing_flush_interval_ms=FLUSH_INTERVAL_MS,
         aws_region="us-east-1",
         aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_secret_access_key=SecretStr("test"),
         api_keys=[],
         spark_driver_memory="1g",
     )
@@ -197,33 +201,37 @@ DRAWS = 100  # about 300 records
 @pytest.fixture(scope="session")
 def ledger(compose_stack: ComposeStack) -> list[dict[str, Any]]:
     """The emulator service, run once for a counted number of draws, all landed in S3."""
-    compose_stack.one_shot(
+    return post_and_land(compose_stack, DRAWS)
+
+
+def post_and_land(stack: ComposeStack, draws: int) -> list[dict[str, Any]]:
+    """The emulator service run once for `draws` draws; its ledger, once every entry landed."""
+    stack.one_shot(
         "emulator-batch",
-        *("pinpipe", "emulate", "--mode", "batch", "--count", str(DRAWS), "--seed", "23"),
+        *("pinpipe", "emulate", "--mode", "batch", "--count", str(draws), "--seed", "23"),
         *("--concurrency", "4", "--records-per-request", "10", "--no-progress"),
         *("--ledger", "/out/batch-ledger.jsonl", "--summary-json", "/out/batch-summary.json"),
     )
-    summary = json.loads((compose_stack.out / "batch-summary.json").read_text())
+    summary = json.loads((stack.out / "batch-summary.json").read_text())
     assert summary["accepted"] == summary["sent"] > 0, summary
     assert summary["rejected"] == summary["failed"] == 0, summary
-    entries = read_ledger(compose_stack.out / "batch-ledger.jsonl")
+    entries = read_ledger(stack.out / "batch-ledger.jsonl")
     assert len(entries) == summary["accepted"]
-    host = compose_stack.host
-    deadline = time.monotonic() + host.landing_flush_interval_ms / 1000 + 120
-    while missing := not_landed(host, entries):
-        assert time.monotonic() < deadline, f"{len(missing)} acknowledged records never landed"
-        time.sleep(2)
+    host = stack.host
+    wait_for(
+        lambda: not not_landed(host, entries),
+        host.landing_flush_interval_ms / 1000 + 120,
+        "every acknowledged record to land",
+        interval_s=2,
+        on_timeout=lambda: f"{len(not_landed(host, entries))} acknowledged records never landed",
+    )
     return entries
 
 
 @pytest.fixture(scope="session")
-def spark(compose_stack: ComposeStack) -> Iterator[SparkSession]:
-    """A Spark session on the host reading the stack's lake through the published S3 port."""
-    session = get_spark("pinpipe-compose-tests", compose_stack.host)
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    # Close the py4j connections while pytest still owns the log streams.
-    session.stop()
+def spark_settings(compose_stack: ComposeStack) -> LocalSettings:
+    """`spark` (tests/conftest.py) reads the stack's lake through the published S3 port."""
+    return compose_stack.host
 
 
 @pytest.fixture(scope="session")

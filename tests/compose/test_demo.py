@@ -1,10 +1,14 @@
 """`make demo TARGET=docker` on the compose stack: the Makefile's own `demo-docker` commands
 (`pinpipe demo` in the airflow-scheduler container, then `compose cp` of its ledger and report),
 pointed at this run's stack. As on the local target (tests/e2e/test_demo.py): every step ends,
-the DAG run succeeds, and the ledger and the HTML report reach the host.
+and the ledger and the HTML report reach the host.
 
-It runs after test_batch_path.py (file order): the demo's records land in the lake the batch
-service's test compares with the direct computation."""
+The demo's DAG run is also the test of the daily DAG on the compose stack's Airflow (MWAA on
+aws): triggered through the REST API of the `airflow` service and run by the
+`airflow-scheduler` container (the sensor on the lake, then `spark-submit` of the batch job and
+the quality checks), every task succeeds, and the gold tables it publishes equal what the batch
+job computes directly on the same landed objects. It runs after test_batch_path.py (file order),
+so the DAG's batch job goes on incrementally from the lake the spark-batch service wrote."""
 
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from pipeline.config.settings import PROJECT_ROOT
-from pipeline.orchestrate.landing import read_ledger
+from pipeline.landing import read_ledger
+from pipeline.orchestrate.dag import TASK_IDS
+from pipeline.transform.job import read_gold, run_batch
 from tests.compose.conftest import ComposeStack
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]
@@ -45,7 +52,7 @@ def demo_commands(stack: ComposeStack, out: Path) -> list[str]:
 
 
 def test_make_demo_runs_end_to_end_on_the_compose_stack(
-    compose_stack: ComposeStack, tmp_path: Path
+    compose_stack: ComposeStack, spark: SparkSession, tmp_path: Path
 ) -> None:
     commands = demo_commands(compose_stack, tmp_path)
     assert [("pinpipe demo" in c, " cp " in c) for c in commands] == [(True, False), (False, True)]
@@ -54,6 +61,8 @@ def test_make_demo_runs_end_to_end_on_the_compose_stack(
     assert demo.returncode == 0, output[-8000:]
     assert "Using the compose stack" in output
     assert "succeeded" in output and "demo done" in output, output[-8000:]
+    for task in TASK_IDS:
+        assert f"{task}: success" in output, output[-8000:]
     copy = subprocess.run(commands[1], shell=True, capture_output=True, text=True, timeout=300)
     assert copy.returncode == 0, copy.stdout + copy.stderr
     ledgers = sorted(tmp_path.glob("ledger-*.jsonl"))
@@ -61,3 +70,12 @@ def test_make_demo_runs_end_to_end_on_the_compose_stack(
     assert ledgers and reports, sorted(path.name for path in tmp_path.iterdir())
     assert len(read_ledger(ledgers[-1])) >= RECORDS
     assert "<html" in reports[-1].read_text().lower()
+
+    # the DAG's published gold = the batch job run directly on every landed object (the demo's
+    # records and the earlier tests'), into a lake of its own
+    host = compose_stack.host
+    direct_lake = f"s3a://{host.lake_bucket}/direct-lake-after-demo"
+    run_batch(spark, host.landing_uri, direct_lake, host.topics)
+    from_dag = read_gold(spark, host.lake_uri)
+    assert len(from_dag) == 9 and all(from_dag.values())
+    assert from_dag == read_gold(spark, direct_lake)

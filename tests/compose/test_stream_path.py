@@ -14,11 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.stream.job import TABLES, StreamPaths, stream_table_schema
 from tests.compose.conftest import ComposeStack
-from tests.integration.stream_scenario import (
+from tests.support.stream_scenario import (
     MALFORMED,
     assert_no_duplicate_ids,
     expected_rows,
@@ -27,6 +29,7 @@ from tests.integration.stream_scenario import (
     records_in_streams,
     rows_by_ind,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
@@ -41,13 +44,6 @@ def table(spark: SparkSession, stack: ComposeStack, name: str) -> DataFrame:
     paths = StreamPaths(stack.host.lake_uri, stack.host.topic_prefix)
     path = paths.rejected if name == "rejected" else paths.table(name)
     return spark.read.format("delta").load(path)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
-        time.sleep(3)
 
 
 def all_arrived(spark: SparkSession, stack: ComposeStack, ids: list[int]) -> Callable[[], bool]:
@@ -70,9 +66,19 @@ def first_rows(compose_stack: ComposeStack, spark: SparkSession) -> ComposeStack
     # already written (duplicates across micro-batches).
     post_rows(compose_stack.host, FIRST_IDS + FIRST_IDS[:10])
     put_malformed(compose_stack.host)
-    wait_for(all_arrived(spark, compose_stack, FIRST_IDS), ARRIVAL_TIMEOUT_S, "the first rows")
+    wait_for(
+        all_arrived(spark, compose_stack, FIRST_IDS),
+        ARRIVAL_TIMEOUT_S,
+        "the first rows",
+        interval_s=3,
+    )
     post_rows(compose_stack.host, LATER_IDS + FIRST_IDS[20:30])
-    wait_for(all_arrived(spark, compose_stack, LATER_IDS), ARRIVAL_TIMEOUT_S, "the later rows")
+    wait_for(
+        all_arrived(spark, compose_stack, LATER_IDS),
+        ARRIVAL_TIMEOUT_S,
+        "the later rows",
+        interval_s=3,
+    )
     return compose_stack
 
 
@@ -85,6 +91,23 @@ def test_each_table_holds_exactly_the_posted_ids_once(
         assert sorted(found) == ALL_IDS, f"{name}: missing {sorted(set(ALL_IDS) - set(found))}"
         assert all(len(rows) == 1 for rows in found.values()), name
         assert_no_duplicate_ids(frame)
+
+
+def test_progress_is_published_as_prometheus_metrics(first_rows: ComposeStack) -> None:
+    """The job's /metrics, published on the host's loopback, count what its heartbeat counts."""
+    url = f"http://127.0.0.1:{first_rows.host.stream_metrics_port}/metrics"
+    samples = {
+        (sample.name, sample.labels.get("table", sample.labels.get("state"))): sample.value
+        for family in text_string_to_metric_families(requests.get(url, timeout=30).text)
+        for sample in family.samples
+    }
+    assert samples[("pinpipe_stream_state", "running")] == 1.0
+    queries = heartbeat(first_rows)["queries"]
+    for name in TABLES:
+        assert samples[("pinpipe_stream_query_active", name)] == 1.0
+        # every posted id was read (duplicates and malformed records too): at least that many
+        assert samples[("pinpipe_stream_input_rows_total", name)] >= len(ALL_IDS)
+        assert samples[("pinpipe_stream_last_batch_id", name)] <= queries[name]["last_batch_id"]
 
 
 def test_values_are_cleaned_as_the_spec_says(first_rows: ComposeStack, spark: SparkSession) -> None:
@@ -133,7 +156,9 @@ def test_killed_container_restarts_from_its_checkpoints_without_loss_or_duplicat
     poster.start()
     try:
         # mid-stream: records are arriving, micro-batches are committing
-        wait_for(lambda: len(posted) >= 60 or not poster.is_alive(), 180, "records posted")
+        wait_for(
+            lambda: len(posted) >= 60 or not poster.is_alive(), 180, "records posted", interval_s=3
+        )
         stack.run("kill", "--signal", "SIGKILL", "spark-stream")
     finally:
         poster.join(300)
@@ -142,7 +167,12 @@ def test_killed_container_restarts_from_its_checkpoints_without_loss_or_duplicat
     in_streams = records_in_streams(stack.host)
 
     stack.run("up", "--wait", "--wait-timeout", "600", "--no-deps", "spark-stream")
-    wait_for(all_arrived(spark, stack, KILL_IDS), ARRIVAL_TIMEOUT_S, "rows after the restart")
+    wait_for(
+        all_arrived(spark, stack, KILL_IDS),
+        ARRIVAL_TIMEOUT_S,
+        "rows after the restart",
+        interval_s=3,
+    )
     resumed = heartbeat(stack)["queries"]
     for name in TABLES:
         frame = table(spark, stack, name)

@@ -22,16 +22,16 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
+from pipeline.landing import landed_topics, not_landed, read_ledger
 from pipeline.orchestrate.component import AIRFLOW, airflow_environment
 from pipeline.orchestrate.dag import DAG_ID
-from pipeline.orchestrate.landing import landed_topics, not_landed, read_ledger
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, run_emulation
 from pipeline.source.loader import seed_database
-from pipeline.spark_session import get_spark
 from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import TABLES, read_gold, run_batch
 from pipeline.transform.lake import LakePaths, read_delta
+from tests.support.waiting import wait_for
 from tests.support.webhook import Webhook
 
 # a DAG run and a Spark job each take minutes on a busy 2-core machine
@@ -103,10 +103,13 @@ def ledger(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[di
     assert summary.accepted == summary.sent > 0 and summary.rejected == summary.failed == 0
     entries = read_ledger(folder / "ledger.jsonl")
     assert len(entries) == summary.accepted
-    deadline = time.monotonic() + stack.landing_flush_interval_ms / 1000 + 120
-    while missing := not_landed(stack, entries):
-        assert time.monotonic() < deadline, f"{len(missing)} acknowledged records never landed"
-        time.sleep(2)
+    wait_for(
+        lambda: not not_landed(stack, entries),
+        stack.landing_flush_interval_ms / 1000 + 120,
+        "every acknowledged record to land",
+        interval_s=2,
+        on_timeout=lambda: f"{len(not_landed(stack, entries))} acknowledged records never landed",
+    )
     return entries
 
 
@@ -122,11 +125,6 @@ def dag_environment(
     migrated = environment.run("db", "migrate", timeout_s=600)
     assert migrated.returncode == 0, tail(migrated)
     yield environment
-
-
-@pytest.fixture(scope="module")
-def spark(stack: Settings) -> SparkSession:
-    return get_spark("pinpipe-e2e-dag", stack)
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,10 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.config import get_settings
 from pipeline.orchestrate import quality
-from pipeline.spark_session import get_spark
 from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import run_batch, topics_for
-from tests.integration.test_batch_job import (
+from tests.support.landed_data import (
     EXPECTED_RESULTS,
     FIRST_LANDING,
     PREFIX,
@@ -55,16 +53,6 @@ class Run:
     landing: Path
     lake: str
     report: Path
-
-
-@pytest.fixture(scope="module")
-def spark() -> SparkSession:
-    settings = get_settings().model_copy(
-        update={"spark_shuffle_partitions": 1, "spark_driver_memory": "1g"}
-    )
-    session = get_spark("pinpipe-report-tests", settings)
-    session.sparkContext.setLogLevel("ERROR")
-    return session
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from typing import Any
 
 import boto3
 
-from tests.unit.test_dockerfiles import ROOT, Dockerfile, parse_dockerfile
+from tests.support.dockerfiles import ROOT, Dockerfile, parse_dockerfile
 
 STARTED: list[subprocess.Popen[bytes]] = []
 

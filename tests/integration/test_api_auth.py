@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from pipeline.config import Settings
 from pipeline.ingest.app import create_app, ingest_of
-from tests.integration.test_api import KAFKA_JSON, geo_row, read_kafka
+from tests.support.api import KAFKA_JSON, geo_row, read_kafka
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from pipeline.config import get_settings
-from tests.integration.test_api import api_process
+from tests.support.api import api_process
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 

@@ -16,7 +16,7 @@ from pipeline.config import Settings
 from pipeline.ingest.app import create_app, ingest_of
 from pipeline.ingest.kafka import MAX_KEY_AND_VALUE_BYTES
 from pipeline.ingest.schemas import MAX_KINESIS_REQUEST_BYTES
-from tests.integration.test_api import (
+from tests.support.api import (
     KAFKA_JSON,
     assert_error,
     geo_row,

@@ -22,7 +22,7 @@ from pipeline.ingest.app import create_app, ingest_of
 from pipeline.ingest.kafka import KafkaDelivery, OutgoingRecord
 from pipeline.stack.components import kafka_ready
 from pipeline.stack.supervisor import Supervisor
-from tests.integration.test_api import (
+from tests.support.api import (
     api_process,
     assert_error,
     geo_row,
@@ -30,15 +30,9 @@ from tests.integration.test_api import (
     read_kafka,
 )
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _wait(condition: str, check: object, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
-        time.sleep(0.5)
 
 
 def test_broker_stopped_gives_503_quickly_and_recovers_without_restart(stack: Settings) -> None:
@@ -64,7 +58,7 @@ def test_broker_stopped_gives_503_quickly_and_recovers_without_restart(stack: Se
         assert requests.get(f"{stack.api_url}/healthz", timeout=5).status_code == 200
     finally:
         supervisor.start("kafka")
-        _wait("the broker", lambda: kafka_ready(stack), 120)
+        wait_for(lambda: kafka_ready(stack), 120, "the broker", interval_s=0.5)
 
     deadline = time.monotonic() + 90
     while True:
@@ -104,8 +98,7 @@ def test_kinesis_unreachable_gives_503_and_recovers(stack: Settings) -> None:
     try:
         emulator_client = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
         emulator_client.create_stream(StreamName=stream, ShardCount=1)
-        _wait(
-            "the stream",
+        wait_for(
             lambda: (
                 emulator_client.describe_stream_summary(StreamName=stream)[
                     "StreamDescriptionSummary"
@@ -113,6 +106,8 @@ def test_kinesis_unreachable_gives_503_and_recovers(stack: Settings) -> None:
                 == "ACTIVE"
             ),
             30,
+            "the stream",
+            interval_s=0.5,
         )
         response = client.put(f"/streams/{stream}/record", json=body)
         assert response.status_code == 200, response.text
@@ -235,8 +230,12 @@ def test_frozen_broker_does_not_starve_health_checks(stack: Settings, tmp_path: 
         threads = 8  # `pinpipe api` default
         with frozen_broker(stack):
             posts = Posts(url, topic, 401, threads + 4)
-            _wait("every sink slot taken", lambda: _in_flight(url) == threads, 60)
-            _wait("the extra requests refused", lambda: len(posts.finished()) == 4, 60)
+            wait_for(
+                lambda: _in_flight(url) == threads, 60, "every sink slot taken", interval_s=0.5
+            )
+            wait_for(
+                lambda: len(posts.finished()) == 4, 60, "the extra requests refused", interval_s=0.5
+            )
 
             health = requests.get(f"{url}/healthz", timeout=30)
 
@@ -269,9 +268,9 @@ def test_sigterm_finishes_in_flight_requests_with_their_real_outcome(
         assert post_topic_to(url, topic, 410).status_code == 200
         with frozen_broker(stack):
             posts = Posts(url, topic, 411, 3)
-            _wait("three requests waiting", lambda: _in_flight(url) == 3, 60)
+            wait_for(lambda: _in_flight(url) == 3, 60, "three requests waiting", interval_s=0.5)
             process.send_signal(signal.SIGTERM)
-            _wait("new requests no longer served", lambda: not _serves(url), 60)
+            wait_for(lambda: not _serves(url), 60, "new requests no longer served", interval_s=0.5)
             assert posts.finished() == {}  # still waiting, not dropped
         answers = posts.join()
         process.wait(timeout=120)
@@ -299,7 +298,7 @@ def test_sigterm_with_a_frozen_broker_answers_503_and_exits(
         assert post_topic_to(url, topic, 420).status_code == 200
         with frozen_broker(stack):
             posts = Posts(url, topic, 421, 3)
-            _wait("three requests waiting", lambda: _in_flight(url) == 3, 60)
+            wait_for(lambda: _in_flight(url) == 3, 60, "three requests waiting", interval_s=0.5)
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)  # a hang guard: in-flight requests take 10 s
             answers = posts.join()

@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.stack.provision import ensure_streams, ensure_topics
-from tests.integration.test_api import api_process
+from tests.support.api import api_process
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_dockerfiles import ROOT, venv_tool
+from tests.support.dockerfiles import ROOT, venv_tool
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from pipeline.config import get_settings
 from pipeline.source import database
 from pipeline.source.cli import register
 from pipeline.source.loader import seed_database
-from tests.integration.test_emulator import FakeApi
+from tests.support.fake_api import FakeApi
 
 # Only this stage's commands: the test does not depend on other stages' imports.
 DRIVER = (

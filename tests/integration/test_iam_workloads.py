@@ -10,7 +10,7 @@ and streams created in moto; then the workload's calls run with its access keys:
   records, describes and lists streams;
 - provision (ProvisionRole): `pipeline.stack.provision` checks the lake bucket and the streams;
 - API host (ApiHostRole): reads the API key from Secrets Manager, as the host's start script does;
-- MWAA (MwaaRole): the DAG's sensor (`pipeline.orchestrate.landing.landed_topics`), Airflow's
+- MWAA (MwaaRole): the DAG's sensor (`pipeline.landing.landed_topics`), Airflow's
   Secrets Manager backend reading the Databricks connection, and the DAG-folder sync's S3 calls;
 - Databricks (DatabricksRole): the batch job, the quality task (it runs there on aws) and the
   streaming job, as their S3 and Kinesis calls made with boto3 (running Spark under moto IAM is
@@ -49,8 +49,8 @@ from pipeline.config import Settings
 from pipeline.deploy import components, stacks, templates
 from pipeline.deploy.stage import StageConfig, StageState
 from pipeline.ingest.kinesis import KinesisDelivery
+from pipeline.landing import landed_topics
 from pipeline.orchestrate.alerts import publish_to_sns
-from pipeline.orchestrate.landing import landed_topics
 from pipeline.stack.provision import ensure_bucket, ensure_streams
 
 pytestmark = pytest.mark.integration

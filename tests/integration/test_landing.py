@@ -14,12 +14,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
 from pipeline.land.connector import ConnectClient, render
-from pipeline.orchestrate.landing import not_landed
+from pipeline.landing import not_landed
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, run_emulation
 from pipeline.source.loader import seed_database
@@ -27,60 +27,10 @@ from pipeline.source.posting import row_value
 from pipeline.stack.components import connect_ready
 from pipeline.stack.provision import ensure_topics
 from pipeline.stack.supervisor import Supervisor
+from tests.support.landing import end_offsets, landed_line_count, landed_objects, object_key
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-# -- reading the lake ---------------------------------------------------------------------------
-def landed_objects(settings: Settings, topic: str) -> dict[str, list[bytes]]:
-    """Every landed object of a topic: key → its lines.
-
-    Read again from the listing when a listed object is missing by the time it is read: seen
-    once under load with S3Proxy's filesystem backend while the sink rewrote an open window."""
-    s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
-    for attempt in range(5):
-        objects: dict[str, list[bytes]] = {}
-        paginator = s3.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
-                for item in page.get("Contents", []):
-                    response = s3.get_object(Bucket=settings.lake_bucket, Key=item["Key"])
-                    objects[item["Key"]] = response["Body"].read().splitlines()
-        except s3.exceptions.NoSuchKey:
-            time.sleep(0.2 * (attempt + 1))
-            continue
-        return objects
-    raise AssertionError(f"objects of {topic} kept vanishing between listing and reading")
-
-
-def object_key(topic: str, partition: int, offset: int, window: int) -> str:
-    start = offset - offset % window
-    return f"topics/{topic}/partition={partition}/{topic}+{partition}+{start:020d}.json"
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({**settings.kafka_client_config(), "group.id": "landing-test-probe"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in metadata.partitions
-        }
-    finally:
-        consumer.close()
-
-
-def wait_for(condition: object, timeout_s: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(1)
-    return time.monotonic() - started
-
-
-def landed_line_count(settings: Settings, topics: list[str]) -> int:
-    return sum(len(lines) for t in topics for lines in landed_objects(settings, t).values())
 
 
 # -- a second sink on its own topics, for tests that poison or kill ----------------------------

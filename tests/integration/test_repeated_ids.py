@@ -15,7 +15,6 @@ partition and one shard. Three ids:
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,12 +25,12 @@ import requests
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
-from pipeline.spark_session import get_spark, s3a_options
 from pipeline.stream.job import TABLES, StreamPaths
 from pipeline.transform.job import run_batch, topics_for
 from pipeline.transform.lake import LakePaths, read_delta
-from tests.integration.stream_scenario import expected_rows, rows_by_ind, source_rows
-from tests.integration.test_stream import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
+from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
+from tests.support.stream_scenario import expected_rows, rows_by_ind, source_rows
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -96,18 +95,6 @@ def landed_lines(settings: Settings) -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="module")
-def spark(stack: Settings) -> SparkSession:
-    settings = stack.model_copy(update={"spark_driver_memory": "1g"})
-    session = get_spark("pinpipe-repeated-ids-tests", settings)
-    session.sparkContext.setLogLevel("ERROR")
-    hadoop = session.sparkContext._jsc.hadoopConfiguration()
-    for key, value in s3a_options(settings).items():
-        hadoop.set(key.removeprefix("spark.hadoop."), value)
-        session.conf.set(key, value)
-    return session
-
-
-@pytest.fixture(scope="module")
 def stream_job(
     stack: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StreamJobProcess]:
@@ -145,10 +132,13 @@ def stream_rows(spark: SparkSession, job: StreamJobProcess) -> dict[str, dict[in
 
 def batch_rows(spark: SparkSession, settings: Settings) -> dict[str, dict[int, Any]]:
     """Wait until Connect has landed our five records per table, then run the batch job."""
-    deadline = time.monotonic() + 300
-    while sum(len(lines) for lines in landed_lines(settings).values()) < 3 * 5:
-        assert time.monotonic() < deadline, f"not landed: {landed_lines(settings)}"
-        time.sleep(2)
+    wait_for(
+        lambda: sum(len(lines) for lines in landed_lines(settings).values()) >= 3 * 5,
+        300,
+        "five landed records per table",
+        interval_s=2,
+        on_timeout=lambda: f"landed: {landed_lines(settings)}",
+    )
     lake = f"s3a://{settings.lake_bucket}/repeated-ids-tests/{uuid.uuid4().hex[:8]}/lake"
     run_batch(spark, settings.landing_uri, lake, topics_for(settings.topic_prefix))
     result = {}

@@ -17,7 +17,7 @@ SESSION = """
 import json, logging, sys
 import psutil
 from pipeline.config.settings import LocalSettings
-from pipeline.orchestrate.demo import _quiet_spark
+from pipeline.demo.run import _quiet_spark
 from pipeline.spark_session import get_spark
 
 settings = LocalSettings(run_dir=sys.argv[1], lake_root=sys.argv[1] + "/lake")

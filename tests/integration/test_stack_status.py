@@ -27,10 +27,11 @@ from pipeline.stack.health import (
 )
 from pipeline.stack.supervisor import Supervisor
 from pipeline.stream.component import progress_path
-from tests.integration.stream_scenario import post_rows
-from tests.integration.test_api import ROWS, post_topic
-from tests.integration.test_landing import end_offsets, wait_for
-from tests.integration.test_stream import JOB_START_TIMEOUT_S, StreamJobProcess
+from tests.support.api import ROWS, post_topic
+from tests.support.landing import end_offsets
+from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess
+from tests.support.stream_scenario import post_rows
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -179,6 +180,13 @@ def test_stream_progress_shows_the_rows_of_the_last_micro_batch(
         lines = health_lines(stack, running={"stream"})
         assert "stream job, last micro-batch with input per table:" in lines, lines
         assert any(line.startswith("  pin: batch ") and " rows, input " in line for line in lines)
+        # the same progress as Prometheus metrics, where the heartbeat says they are served
+        metrics_url = (job.progress() or {}).get("metrics_url")
+        assert metrics_url == f"http://127.0.0.1:{stack.stream_metrics_port}/metrics"
+        metrics = requests.get(metrics_url, timeout=30).text
+        assert 'pinpipe_stream_state{state="running"} 1.0' in metrics
+        for batch in batches:
+            assert f'pinpipe_stream_last_batch_id{{table="{batch.table}"}}' in metrics, metrics
     finally:
         # what `make down` sends the stack's job: SIGINT to the whole group (the JVM ignores it)
         assert job.process is not None

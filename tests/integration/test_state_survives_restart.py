@@ -12,7 +12,6 @@ import json
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -22,10 +21,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import Settings
-from pipeline.spark_session import get_spark
 from pipeline.stack import stack as local_stack
-from tests.integration.test_api import ROWS, post_topic, put_stream
-from tests.integration.test_landing import end_offsets, landed_objects, wait_for
+from tests.support.api import ROWS, post_topic, put_stream
+from tests.support.landing import end_offsets, landed_objects
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -151,15 +150,6 @@ def copy_stream(spark: SparkSession, source: str, target: str, checkpoint: str) 
         .start(target)
     )
     query.awaitTermination()
-
-
-@pytest.fixture(scope="module")
-def spark(stack: Settings) -> Iterator[SparkSession]:
-    settings = stack.model_copy(update={"spark_shuffle_partitions": 1, "spark_driver_memory": "1g"})
-    session = get_spark("pinpipe-restart-test", settings)
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 def test_down_and_up_keep_lake_delta_checkpoints_kafka_offsets_and_kinesis(

@@ -14,26 +14,19 @@ ids; the streams are the test stack's, shared with other tests, so assertions lo
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.config import Settings
-from pipeline.spark_session import get_spark, s3a_options
 from pipeline.stream.job import TABLES, StreamPaths, stream_table_schema
-from tests.integration.stream_scenario import (
+from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
+from tests.support.stream_scenario import (
     MALFORMED,
     assert_no_duplicate_ids,
     expected_rows,
@@ -45,109 +38,6 @@ from tests.integration.stream_scenario import (
 
 # Generous bounds: a Spark driver and its first micro-batches on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
-
-JOB_START_TIMEOUT_S = 480
-
-
-@dataclass
-class StreamJobProcess:
-    """`pinpipe stream` as its own process group (the Python driver and its JVM)."""
-
-    lake: str
-    workdir: Path
-    runs: int = 0
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def progress_file(self) -> Path:
-        return self.workdir / "progress.json"
-
-    def start(self, *extra: str) -> None:
-        self.runs += 1
-        log = (self.workdir / f"job-{self.runs}.log").open("wb")
-        command = [
-            sys.executable, "-m", "pipeline.cli", "stream",
-            "--lake", self.lake,
-            "--trigger-seconds", "1",
-            "--progress-file", str(self.progress_file),
-            *extra,
-        ]  # fmt: skip
-        self.process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PINPIPE_SPARK_DRIVER_MEMORY": "1g"},
-            start_new_session=True,
-        )
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = (self.workdir / f"job-{self.runs}.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def progress(self) -> dict[str, Any] | None:
-        try:
-            state: dict[str, Any] = json.loads(self.progress_file.read_text())
-        except (OSError, ValueError):
-            return None
-        return state
-
-    def input_rows(self) -> dict[str, int]:
-        state = self.progress() or {"queries": {}}
-        return {table: int(q["input_rows"]) for table, q in state["queries"].items()}
-
-    def wait_for(self, condition: Any, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(f"stream job exited ({self.process.returncode}) while waiting for "
-                            f"{what}:\n{self.log_tail()}")  # fmt: skip
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"timed out waiting for {what}:\n{self.log_tail()}")
-            time.sleep(0.5)
-
-    def wait_exit(self, timeout_s: float) -> dict[str, Any]:
-        """Wait for the job to stop by itself; its final report (the last output line)."""
-        assert self.process is not None
-        try:
-            code = self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"stream job did not stop within {timeout_s}s:\n{self.log_tail()}")
-        assert code == 0, f"stream job failed ({code}):\n{self.log_tail()}"
-        reports = [
-            line for line in self.log_tail(400).splitlines() if line.startswith('{"batches"')
-        ]
-        assert reports, self.log_tail()
-        report: dict[str, Any] = json.loads(reports[-1])
-        return report
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no shutdown hook, no graceful stop."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(30)
-
-
-@pytest.fixture(scope="module")
-def spark(stack: Settings) -> SparkSession:
-    """A session reading the test stack's lake. One created earlier in this pytest process (by
-    unit tests, before the test settings applied) keeps its S3A endpoint: point it here."""
-    settings = stack.model_copy(update={"spark_driver_memory": "1g"})
-    session = get_spark("pinpipe-stream-tests", settings)
-    session.sparkContext.setLogLevel("ERROR")
-    hadoop = session.sparkContext._jsc.hadoopConfiguration()
-    for key, value in s3a_options(settings).items():
-        hadoop.set(key.removeprefix("spark.hadoop."), value)
-        session.conf.set(key, value)
-    return session
-
-
-def new_job(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> StreamJobProcess:
-    scenario = uuid.uuid4().hex[:8]
-    lake = f"s3a://{stack.lake_bucket}/stream-tests/{scenario}/lake"
-    return StreamJobProcess(lake=lake, workdir=tmp_path_factory.mktemp(f"stream-{scenario}"))
 
 
 def table(spark: SparkSession, job: StreamJobProcess, name: str) -> DataFrame:

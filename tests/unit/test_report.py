@@ -28,7 +28,7 @@ from pipeline.report.render import cell, render
 from pipeline.stream.job import StreamPaths
 from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.lake import LakePaths
-from tests.integration.test_batch_job import EXPECTED_RESULTS
+from tests.support.landed_data import EXPECTED_RESULTS
 
 PREFIX = "unit"
 RUN_1 = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)

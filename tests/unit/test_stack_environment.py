@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from pipeline.config import LocalSettings
-from pipeline.stack.components import pipeline_environment
+from pipeline.workload import pipeline_environment
 
 
 def test_workloads_get_the_settings_but_no_secret(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """What `pinpipe status` lists beyond its table: whole URLs, the API docs, the S3 and Kinesis
-servers, the stream job's Spark UI, and where the Airflow password is (never the password)."""
+servers, the stream job's Spark UI and metrics, and where the Airflow password is (never the
+password)."""
 
 from __future__ import annotations
 
@@ -25,15 +26,25 @@ def test_links_of_running_components(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     heartbeat = progress_path(settings)
     heartbeat.parent.mkdir(parents=True)
-    heartbeat.write_text(json.dumps({"state": "running", "spark_ui": "http://localhost:4041"}))
+    heartbeat.write_text(
+        json.dumps(
+            {
+                "state": "running",
+                "spark_ui": "http://localhost:4041",
+                "metrics_url": "http://127.0.0.1:9464/metrics",
+            }
+        )
+    )
     running = {"api", "s3", "kinesis", "connect", "stream"}
     links = {link.what: link.url for link in stack_links(settings, running)}
     assert links == {
         "API docs (Swagger UI)": "http://127.0.0.1:18000/openapi/swagger",
+        "API metrics (Prometheus)": "http://127.0.0.1:18000/metrics",
         "S3 (S3Proxy)": "http://127.0.0.1:14566",
         "Kinesis (kinesis-mock)": "http://127.0.0.1:14568",
         "Kafka Connect REST": "http://127.0.0.1:8083/connectors",
-        "Spark UI (stream job)": "http://localhost:4041",
+        "stream job Spark UI": "http://localhost:4041",
+        "stream job metrics (Prometheus)": "http://127.0.0.1:9464/metrics",
     }
 
 

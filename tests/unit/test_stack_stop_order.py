@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import LocalSettings
-from pipeline.stack.components import (
+from pipeline.stack.stack import stop_waves
+from pipeline.stack.supervisor import Supervisor
+from pipeline.workload import (
     PRIORITY_BROKER,
     PRIORITY_CONNECT,
     PRIORITY_PRODUCER,
     PRIORITY_STORAGE,
     Component,
 )
-from pipeline.stack.stack import stop_waves
-from pipeline.stack.supervisor import Supervisor
 
 
 def _component(name: str, **stop: object) -> Component:

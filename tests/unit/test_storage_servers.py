@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from pipeline.config.settings import AwsSettings, DockerSettings, LocalSettings
-from pipeline.stack.components import core_components, pipeline_environment
+from pipeline.stack.components import core_components
 from pipeline.stack.servers import kinesis_environment, s3proxy_properties
-from tests.unit.test_dockerfiles import ROOT, parse_dockerfile
+from pipeline.workload import pipeline_environment
+from tests.support.dockerfiles import ROOT, parse_dockerfile
 
 
 def _properties(text: str) -> dict[str, str]:

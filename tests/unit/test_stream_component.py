@@ -11,6 +11,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.stream.component import progress_path, stream_components, stream_ready
 from pipeline.stream.job import Heartbeat
+from tests.support.waiting import wait_for
 
 
 def settings_in(run_dir: Path, **extra: Any) -> Settings:
@@ -18,10 +19,7 @@ def settings_in(run_dir: Path, **extra: Any) -> Settings:
 
 
 def wait_for_file(path: Path) -> dict[str, object]:
-    deadline = time.monotonic() + 10
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never written"
-        time.sleep(0.05)
+    wait_for(path.exists, 10, f"{path} to be written", interval_s=0.05)
     state: dict[str, object] = json.loads(path.read_text())
     return state
 

@@ -8,13 +8,7 @@ import time
 from rich.console import Console
 
 from pipeline.waiting import Waiting, elapsed_text, waiting
-
-
-def _wait_for(condition: object, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+from tests.support.waiting import wait_for
 
 
 def test_elapsed_text_is_short() -> None:
@@ -28,11 +22,21 @@ def test_off_a_terminal_it_says_what_it_waits_for_and_for_how_long() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=80)
     with Waiting(console, "airflow-api to be ready", every_s=0.05) as shown:
-        _wait_for(lambda: "  … waiting for airflow-api to be ready (" in out.getvalue())
+        wait_for(
+            lambda: "  … waiting for airflow-api to be ready (" in out.getvalue(),
+            30,
+            "the first waiting line",
+            interval_s=0.05,
+        )
         began = shown.since
         shown.update("the DAG run to finish")
         assert shown.since > began  # the elapsed time starts again
-        _wait_for(lambda: "  … waiting for the DAG run to finish (" in out.getvalue())
+        wait_for(
+            lambda: "  … waiting for the DAG run to finish (" in out.getvalue(),
+            30,
+            "the updated waiting line",
+            interval_s=0.05,
+        )
     lines = out.getvalue().splitlines()
     assert all(line.startswith("  … waiting for ") for line in lines)
     # no ANSI codes in a log
@@ -46,7 +50,12 @@ def test_on_a_terminal_a_spinner_shows_what_and_the_elapsed_time() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=100)
     with Waiting(console, "kafka to stop", every_s=0.05):
-        _wait_for(lambda: "waiting for kafka to stop" in out.getvalue())
+        wait_for(
+            lambda: "waiting for kafka to stop" in out.getvalue(),
+            30,
+            "the spinner's line",
+            interval_s=0.05,
+        )
     text = out.getvalue()
     assert "0:00:0" in text  # the elapsed-time column
     assert "waiting for kafka to stop (" not in text  # no log lines on a terminal

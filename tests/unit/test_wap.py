@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
-from pipeline.orchestrate.landing import Window
+from pipeline.landing import Window
 from pipeline.orchestrate.publish import NothingStagedError, publish_gold
 from pipeline.orchestrate.quality import Check, DataQualityError, run, window_checks
 from pipeline.transform.gold import QUERY_COLUMNS

@@ -28,10 +28,10 @@ from pathlib import Path
 from rich.console import Console
 
 from pipeline.config import Settings
+from pipeline.landing import not_landed, read_ledger
 from pipeline.orchestrate.client import AirflowClient, RunExistsError
 from pipeline.orchestrate.component import airflow_login
 from pipeline.orchestrate.dag import DAG_ID, TASK_IDS
-from pipeline.orchestrate.landing import not_landed, read_ledger
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, EmulationSummary, run_emulation
 from pipeline.source.feed import RECORDS_PER_ID, ensure_seeded
@@ -334,10 +334,10 @@ def _quiet_spark(settings: Settings) -> None:
 
 def _print_results(settings: Settings, console: Console, report: DemoReport) -> None:
     """The gold tables and silver counts read with delta-rs: no JVM to start for a few rows."""
+    from pipeline.lake import LakePaths
     from pipeline.report.collect import read_gold
     from pipeline.report.lake import LakeReader
-    from pipeline.transform.cli import render_tables
-    from pipeline.transform.lake import LakePaths
+    from pipeline.transform.render import render_tables
 
     reader = LakeReader(settings)
     gold = read_gold(reader, settings.lake_uri)
