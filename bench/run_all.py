@@ -56,7 +56,7 @@ def _stack_is_up() -> bool:
     from pipeline.config import get_settings
 
     try:
-        return requests.get(f"{get_settings().api_url}/health", timeout=2).ok
+        return requests.get(f"{get_settings().api_url}/readyz", timeout=2).ok
     except requests.RequestException:
         return False
 
