@@ -25,10 +25,10 @@ import typer
 from pyspark.sql import SparkSession
 
 from pipeline.config import get_settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, is_delta_table
 from pipeline.spark_session import get_spark, on_databricks
 from pipeline.tables import register_tables
-from pipeline.transform.gold import QUERY_COLUMNS
-from pipeline.transform.lake import LakePaths, is_delta_table, read_delta, replace_if_changed
+from pipeline.transform.lake import read_delta, replace_if_changed
 
 
 class NothingStagedError(RuntimeError):

@@ -39,12 +39,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from pipeline.config import Settings, get_settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, is_delta_table
 from pipeline.landing import Window
 from pipeline.report.paths import quality_history_path
 from pipeline.spark_session import get_spark
 from pipeline.transform.bronze import SOURCE_FILE, SOURCE_MODIFIED
-from pipeline.transform.gold import QUERY_COLUMNS
-from pipeline.transform.lake import LakePaths, is_delta_table, read_delta
+from pipeline.transform.lake import read_delta
 
 SILVER_TABLES: tuple[str, ...] = ("pin", "geo", "user")
 SILVER_KEY = "ind"

@@ -21,9 +21,9 @@ import vl_convert
 from altair.utils._importers import vl_version_for_vl_convert
 from markupsafe import Markup
 
+from pipeline.lake import QUERY_COLUMNS
 from pipeline.report import charts
 from pipeline.report.collect import ReportData
-from pipeline.transform.gold import QUERY_COLUMNS
 
 TEMPLATE = "report.html.j2"
 

@@ -61,7 +61,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from pipeline.config import Settings, get_settings
-from pipeline.lake import StreamPaths as StreamPaths  # its home; imported from here too
+from pipeline.lake import StreamPaths
 from pipeline.spark_session import get_spark
 from pipeline.stream.kinesis_source import ensure_kinesis_source
 from pipeline.transform.schemas import SILVER_SCHEMAS, SOURCE_SCHEMAS

@@ -35,7 +35,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 from pyspark.sql.window import Window
 
-from pipeline.transform.lake import create_empty, is_delta_table, read_delta, table_version
+from pipeline.lake import is_delta_table
+from pipeline.transform.lake import create_empty, read_delta, table_version
 from pipeline.transform.schemas import CORRUPT_RECORD, with_corrupt_record
 
 SOURCE_FILE = "_source_file"

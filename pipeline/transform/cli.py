@@ -72,9 +72,9 @@ def analytics(
 ) -> None:
     """Print the gold tables written by `pinpipe batch`, read by name (`gold.<query id>`)."""
     from pipeline.config import get_settings
+    from pipeline.lake import QUERY_COLUMNS
     from pipeline.spark_session import get_spark
     from pipeline.tables import register_tables, table_name
-    from pipeline.transform.gold import QUERY_COLUMNS
     from pipeline.transform.job import read_gold_by_name
 
     unknown = sorted(set(queries or ()) - set(QUERY_COLUMNS))

@@ -14,10 +14,6 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-# the nine tables' columns are part of the lake's layout (pipeline.lake); imported from here too
-from pipeline.lake import QUERY_COLUMNS as QUERY_COLUMNS
-from pipeline.lake import sort_columns as sort_columns
-
 AGE_GROUPS: tuple[str, ...] = ("18-24", "25-35", "36-50", "+50")
 POST_YEARS = (2018, 2022)  # q2, from geo.timestamp
 JOIN_YEARS = (2015, 2020)  # q6-q8, from user.date_joined

@@ -34,18 +34,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import Settings, get_settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, is_delta_table, sort_columns
 from pipeline.spark_session import get_spark, on_databricks
 from pipeline.tables import register_tables, table_name
 from pipeline.transform.bronze import Ingested, bronze_schema, ingest_topic
-from pipeline.transform.gold import QUERIES, QUERY_COLUMNS, SilverTables, sort_columns
-from pipeline.transform.lake import (
-    LakePaths,
-    append_absent,
-    is_delta_table,
-    merge_changed,
-    read_delta,
-    replace_if_changed,
-)
+from pipeline.transform.gold import QUERIES, SilverTables
+from pipeline.transform.lake import append_absent, merge_changed, read_delta, replace_if_changed
 from pipeline.transform.schemas import SOURCE_ID_COLUMNS, SOURCE_SCHEMAS
 from pipeline.transform.silver import REJECTED_COLUMNS, bronze_to_silver, split_rejected
 

@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql.types import StructType
 
-# defined in pipeline.lake (the layout every layer shares); imported from here too
-from pipeline.lake import LakePaths as LakePaths
-from pipeline.lake import is_delta_table as is_delta_table
+from pipeline.lake import is_delta_table
 
 
 def read_delta(spark: SparkSession, path: str) -> DataFrame:

@@ -19,7 +19,7 @@ Row = dict[str, Any]
 def render_csv(results: dict[str, list[Row]], with_titles: bool) -> str:
     """CSV per query; several queries are separated by a blank line and a `# query_id` line."""
     # imported here: the CLI must load without pyspark (the API image has none)
-    from pipeline.transform.gold import QUERY_COLUMNS
+    from pipeline.lake import QUERY_COLUMNS
 
     out = io.StringIO()
     for position, (query_id, rows) in enumerate(results.items()):
@@ -34,7 +34,7 @@ def render_csv(results: dict[str, list[Row]], with_titles: bool) -> str:
 
 
 def render_tables(results: dict[str, list[Row]], console: Console) -> None:
-    from pipeline.transform.gold import QUERY_COLUMNS
+    from pipeline.lake import QUERY_COLUMNS
 
     for query_id, rows in results.items():
         table = Table(title=query_id, title_justify="left")

@@ -361,7 +361,7 @@ def _stream_stage(
     settle_s: float,
 ) -> StageResult:
     """The stream Delta tables (one row per id) against the stream ledger."""
-    from pipeline.stream.job import StreamPaths
+    from pipeline.lake import StreamPaths
 
     settings = context.settings
     paths = StreamPaths(settings.lake_uri, settings.topic_prefix)
@@ -443,9 +443,9 @@ def _reconcile_silver(
     ledgers: dict[str, list[dict[str, Any]]],
 ) -> None:
     """The real batch job once over everything landed, then silver per fault by id."""
+    from pipeline.lake import LakePaths
     from pipeline.spark_session import get_spark
     from pipeline.transform.job import run_batch, topics_for
-    from pipeline.transform.lake import LakePaths
 
     started = time.monotonic()
     spark = None

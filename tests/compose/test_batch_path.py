@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from pipeline.transform.gold import QUERY_COLUMNS
+from pipeline.lake import QUERY_COLUMNS, LakePaths
 from pipeline.transform.job import TABLES, Row, read_gold
-from pipeline.transform.lake import LakePaths, read_delta
+from pipeline.transform.lake import read_delta
 from tests.compose.conftest import ComposeStack
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]

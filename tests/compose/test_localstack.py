@@ -26,13 +26,12 @@ from pydantic import SecretStr
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.config import LocalSettings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths
 from pipeline.spark_session import s3a_options
 from pipeline.stream.job import TABLES as STREAM_TABLES
-from pipeline.stream.job import StreamPaths
-from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import TABLES as BATCH_TABLES
 from pipeline.transform.job import read_gold
-from pipeline.transform.lake import LakePaths, read_delta
+from pipeline.transform.lake import read_delta
 from tests.compose.conftest import (
     FLUSH_INTERVAL_MS,
     PORT_OFFSET,

@@ -18,7 +18,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import DataFrame, SparkSession
 
-from pipeline.stream.job import TABLES, StreamPaths, stream_table_schema
+from pipeline.lake import StreamPaths
+from pipeline.stream.job import TABLES, stream_table_schema
 from tests.compose.conftest import ComposeStack
 from tests.support.stream_scenario import (
     MALFORMED,

@@ -22,15 +22,15 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths
 from pipeline.landing import landed_topics, not_landed, read_ledger
 from pipeline.orchestrate.component import AIRFLOW, airflow_environment
 from pipeline.orchestrate.dag import DAG_ID
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, run_emulation
 from pipeline.source.loader import seed_database
-from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import TABLES, read_gold, run_batch
-from pipeline.transform.lake import LakePaths, read_delta
+from pipeline.transform.lake import read_delta
 from tests.support.waiting import wait_for
 from tests.support.webhook import Webhook
 

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from pipeline.config import Settings
+from pipeline.lake import QUERY_COLUMNS
 from pipeline.orchestrate.component import airflow_components
 from pipeline.stack.supervisor import Supervisor
-from pipeline.transform.gold import QUERY_COLUMNS
 
 # a DAG run and a Spark job each take minutes on a busy 2-core machine
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3000)]

@@ -20,8 +20,8 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.lake import QUERY_COLUMNS
 from pipeline.orchestrate import quality
-from pipeline.transform.gold import QUERY_COLUMNS
 from pipeline.transform.job import run_batch, topics_for
 from tests.support.landed_data import (
     EXPECTED_RESULTS,

@@ -26,10 +26,11 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from pipeline.config import get_settings
+from pipeline.lake import LakePaths
 from pipeline.transform.cli import register
 from pipeline.transform.gold import QUERIES
 from pipeline.transform.job import TABLES, BatchReport, read_gold, run_batch, topics_for
-from pipeline.transform.lake import LakePaths, read_delta, table_version
+from pipeline.transform.lake import read_delta, table_version
 from tests.support.landed_data import (
     BROKEN_LINES,
     EXPECTED_REASONS,

@@ -25,9 +25,10 @@ import requests
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
-from pipeline.stream.job import TABLES, StreamPaths
+from pipeline.lake import LakePaths, StreamPaths
+from pipeline.stream.job import TABLES
 from pipeline.transform.job import run_batch, topics_for
-from pipeline.transform.lake import LakePaths, read_delta
+from pipeline.transform.lake import read_delta
 from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
 from tests.support.stream_scenario import expected_rows, rows_by_ind, source_rows
 from tests.support.waiting import wait_for

@@ -24,7 +24,8 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.config import Settings
-from pipeline.stream.job import TABLES, StreamPaths, stream_table_schema
+from pipeline.lake import StreamPaths
+from pipeline.stream.job import TABLES, stream_table_schema
 from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
 from tests.support.stream_scenario import (
     MALFORMED,

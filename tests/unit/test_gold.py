@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from pipeline.lake import QUERY_COLUMNS
 from pipeline.transform.gold import (
     QUERIES,
-    QUERY_COLUMNS,
     SilverTables,
     compute_gold,
     q1_top_category_by_country,

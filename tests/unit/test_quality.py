@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from pipeline.lake import QUERY_COLUMNS
 from pipeline.orchestrate.quality import Check, DataQualityError, gold_checks, run, silver_checks
-from pipeline.transform.gold import QUERY_COLUMNS
 
 SILVER_COLUMNS = "ind INT, country STRING"
 

@@ -20,14 +20,12 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import AwsSettings, get_settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths
 from pipeline.report import charts
 from pipeline.report.collect import ReportData, collect
 from pipeline.report.lake import delta_rs_uri, s3_location, storage_options
 from pipeline.report.paths import quality_history_path, report_path
 from pipeline.report.render import cell, render
-from pipeline.stream.job import StreamPaths
-from pipeline.transform.gold import QUERY_COLUMNS
-from pipeline.transform.lake import LakePaths
 from tests.support.landed_data import EXPECTED_RESULTS
 
 PREFIX = "unit"

@@ -10,9 +10,9 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from pipeline.lake import StreamPaths
 from pipeline.stream.job import (
     REJECTED_SCHEMA,
-    StreamPaths,
     ensure_tables,
     kinesis_options,
     merge_rows,

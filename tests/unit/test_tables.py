@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import Settings, get_settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths
 from pipeline.tables import register_tables, table_name
-from pipeline.transform.gold import QUERY_COLUMNS
-from pipeline.transform.lake import LakePaths
 
 SILVER_COLUMNS = "ind INT, country STRING"
 

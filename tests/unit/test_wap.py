@@ -12,11 +12,11 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
+from pipeline.lake import QUERY_COLUMNS, LakePaths
 from pipeline.landing import Window
 from pipeline.orchestrate.publish import NothingStagedError, publish_gold
 from pipeline.orchestrate.quality import Check, DataQualityError, run, window_checks
-from pipeline.transform.gold import QUERY_COLUMNS
-from pipeline.transform.lake import LakePaths, read_delta
+from pipeline.transform.lake import read_delta
 
 WINDOW = Window(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
 BRONZE_COLUMNS = "ind INT, _source_file STRING, _source_modified TIMESTAMP"
