@@ -1,11 +1,13 @@
 """The lake's layout, shared by every layer: where each table lives under a lake root (batch
-layers, the stream job's tables and checkpoints), the gold tables' columns, and whether a table
-exists. Pure paths and names: no Spark at import time.
+layers, the stream job's tables and checkpoints, the quality checks' history, the DAG's reports),
+the gold tables' columns, and whether a table exists. Pure paths and names: no Spark at import
+time. Where the S3 sink lands records (the landing zone) is `pipeline.landing`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +44,15 @@ class LakePaths:
         """Where the DAG's batch job writes gold for the checks before it is published."""
         return self._join("staging", "gold", query_id)
 
+    @property
+    def quality_checks(self) -> str:
+        """The Delta table the quality job appends each run's check results to."""
+        return self._join("quality", "checks")
+
+    def report(self, run_date: date) -> str:
+        """`<lake>/reports/<run date>/index.html`: where the DAG writes a run's report."""
+        return self._join("reports", run_date.isoformat(), "index.html")
+
 
 @dataclass(frozen=True)
 class StreamPaths:
@@ -60,8 +71,12 @@ class StreamPaths:
         return self._join("stream", self.table_name(table))
 
     @property
+    def rejected_name(self) -> str:
+        return f"{self.prefix}_rejected"
+
+    @property
     def rejected(self) -> str:
-        return self._join("stream", f"{self.prefix}_rejected")
+        return self._join("stream", self.rejected_name)
 
     def checkpoint(self, table: str) -> str:
         return self._join("_checkpoints", "stream", self.table_name(table))

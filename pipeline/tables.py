@@ -55,7 +55,7 @@ def lake_tables(settings: Settings, lake_root: str) -> Iterator[tuple[str, str, 
     stream = StreamPaths(lake_root, settings.topic_prefix)
     for table in TABLES:
         yield "stream", stream.table_name(table), stream.table(table)
-    yield "stream", f"{settings.topic_prefix}_rejected", stream.rejected
+    yield "stream", stream.rejected_name, stream.rejected
 
 
 def _location(path: str) -> str:

@@ -3,7 +3,8 @@
 The usaspending-api pattern: one `Settings` class describes every knob; a subclass per target
 (`local`, `docker`, `aws`) only changes defaults. `get_settings()` picks the subclass from
 `PINPIPE_TARGET`. Job code reads `Settings` and never branches on the target itself; local-only
-details (path-style S3, emulator endpoints, dummy credentials) live in the local/docker defaults.
+details (path-style S3, the S3 and Kinesis servers, dummy credentials) live in the local/docker
+defaults.
 
 AWS values use the names the AWS SDKs read themselves (`AWS_ENDPOINT_URL`, the per-service
 `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL_KINESIS`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...), so
@@ -25,6 +26,16 @@ AwsService = Literal["s3", "kinesis", "sns"]
 TABLES: tuple[str, ...] = ("pin", "geo", "user")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def topic_names(prefix: str) -> dict[str, str]:
+    """Kafka topic per table: `<prefix>.pin|geo|user` (data contract §2.5)."""
+    return {table: f"{prefix}.{table}" for table in TABLES}
+
+
+def stream_names(prefix: str) -> dict[str, str]:
+    """Kinesis stream per table: `streaming-<prefix>-pin|geo|user`."""
+    return {table: f"streaming-{prefix}-{table}" for table in TABLES}
 
 
 class Settings(BaseSettings):
@@ -148,6 +159,23 @@ class Settings(BaseSettings):
     api_shutdown_flush_s: float = Field(
         default=3.0, ge=0, description="on shutdown, max wait for the Kafka producer's flush"
     )
+    api_transactional_id: str = Field(
+        default="",
+        description="transactional.id of the API's Kafka producer, `<prefix>-api` if empty; "
+        "stable across restarts (a new API aborts what a killed one left open), one per live API",
+    )
+    api_idempotency_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="how long an Idempotency-Key's answer is kept (retention of the "
+        "`<prefix>.api-requests` topic); a retry after that is a new request",
+    )
+    api_pause_before_commit_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="tests only: the API's transaction thread waits this long before each "
+        "commit, so a test can kill it between produce and commit; keep 0",
+    )
 
     # -- Spark (Databricks in the cloud) ----------------------------------------------------
     spark_master: str = Field(default="local[2]", description="Spark master of local jobs")
@@ -229,7 +257,17 @@ class Settings(BaseSettings):
     @property
     def topics(self) -> dict[str, str]:
         """Kafka topic per table: `<prefix>.pin|geo|user`."""
-        return {table: f"{self.topic_prefix}.{table}" for table in TABLES}
+        return topic_names(self.topic_prefix)
+
+    @property
+    def api_requests_topic(self) -> str:
+        """The API's answers to requests that carried an Idempotency-Key (compacted)."""
+        return f"{self.topic_prefix}.api-requests"
+
+    @property
+    def api_transaction_id(self) -> str:
+        """The API producer's transactional.id: `api_transactional_id`, or `<prefix>-api`."""
+        return self.api_transactional_id or f"{self.topic_prefix}-api"
 
     @property
     def dlq_topic(self) -> str:
@@ -239,7 +277,7 @@ class Settings(BaseSettings):
     @property
     def streams(self) -> dict[str, str]:
         """Kinesis stream per table: `streaming-<prefix>-pin|geo|user`."""
-        return {table: f"streaming-{self.topic_prefix}-{table}" for table in TABLES}
+        return stream_names(self.topic_prefix)
 
     @property
     def airflow_home(self) -> Path:

@@ -30,11 +30,11 @@ from rich.console import Console
 from pipeline.config import Settings
 from pipeline.landing import not_landed, read_ledger
 from pipeline.orchestrate.client import AirflowClient, RunExistsError
-from pipeline.orchestrate.component import airflow_login
 from pipeline.orchestrate.dag import DAG_ID, TASK_IDS
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, EmulationSummary, run_emulation
 from pipeline.source.feed import RECORDS_PER_ID, ensure_seeded
+from pipeline.stack.airflow import airflow_login
 from pipeline.waiting import waiting
 
 STEPS = 7
@@ -237,7 +237,7 @@ def _run_dag(
 ) -> str:
     login = airflow_login(settings)
     if login is None:
-        raise DemoError(f"no Airflow login in {settings.airflow_home}: is airflow-api running?")
+        raise DemoError(f"no Airflow login in {settings.airflow_home}: is airflow running?")
     client = AirflowClient(settings, *login)
 
     def dag_parsed() -> bool:

@@ -150,7 +150,7 @@ def plan_stack(
             Tags=[{"Key": "pinpipe:stack", "Value": stack_name}],
         )
     except ClientError as error:
-        # CloudFormation reports "no changes" on the change set; some emulators refuse the call
+        # CloudFormation reports "no changes" on the change set; some AWS stand-ins refuse the call
         if any(marker in str(error) for marker in NO_CHANGES):
             return StackPlan(component, stack_name, "none")
         raise DeployError(

@@ -128,7 +128,7 @@ class Deployer:
     def _mwaa_versions(self, upload: bool) -> list[str]:
         """MWAA bundle and startup script: versions when current (uploading when asked)."""
         s3, bucket = self.aws.s3, self.state.artifacts_bucket
-        script = components.startup_script(components.mwaa_env(self.state))
+        script = components.startup_script(self.state)
         if upload:
             done = artifacts.upload_mwaa(s3, bucket, self.config.mwaa_bundle, script)
             self.state.artifacts.requirements_version = done.requirements_version

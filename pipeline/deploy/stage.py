@@ -41,7 +41,7 @@ class StageConfig(BaseSettings):
     region: str = ""
     profile: str | None = Field(default=None, description="AWS profile; else the standard chain")
     endpoint_url: str | None = Field(
-        default=None, description="AWS endpoint override (an emulator); None on real AWS"
+        default=None, description="AWS endpoint override (LocalStack, moto); None on real AWS"
     )
     topic_prefix: str = "pinpipe"
     msk_cluster_arn: str = Field(default="", description="use this MSK cluster, create none")

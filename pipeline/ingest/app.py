@@ -38,6 +38,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from pipeline.config import Settings, get_settings
 from pipeline.ingest.errors import ApiError, ErrorCode, from_validation_error, invalid_records
+from pipeline.ingest.idempotency import AnswersUnavailable, IdempotencyKey, KeyReused, fingerprint
 from pipeline.ingest.kafka import (
     MAX_KEY_AND_VALUE_BYTES,
     MESSAGE_MAX_BYTES,
@@ -62,6 +63,7 @@ from pipeline.ingest.schemas import (
     ErrorResponse,
     Health,
     ListStreamsResponse,
+    ProduceHeaders,
     ProduceResponse,
     PutRecordResponse,
     PutRecordsResponse,
@@ -374,17 +376,29 @@ def _register_kafka(app: IngestOpenAPI, ingest: Ingest, route: Register) -> None
     )
 
 
-def _produce_response(acknowledged: list[tuple[int, int]]) -> Response:
+def _produce_response(acknowledged: list[tuple[int, int]], replayed: bool = False) -> Response:
     """The ProduceResponse JSON, written directly: for 500 records this is several times faster
     than building 500 dicts for jsonify (the shape is checked against the model by the tests)."""
     offsets = ",".join(
         f'{{"partition":{partition},"offset":{offset},"error_code":null,"error":null}}'
         for partition, offset in acknowledged
     )
-    return Response(
+    response = Response(
         f'{{"offsets":[{offsets}],"key_schema_id":null,"value_schema_id":null}}',
         content_type="application/json",
     )
+    if replayed:  # the answer of an earlier request with this Idempotency-Key; nothing written
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _idempotency_key(header: ProduceHeaders) -> str | None:
+    """The key, without the double quotes of the draft's sf-string form (bare keys, as most
+    clients send them, are accepted too)."""
+    key = header.idempotency_key
+    if key is not None and len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    return key
 
 
 def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
@@ -393,7 +407,7 @@ def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
 
     row_json = ROW_MODELS[table].__pydantic_serializer__.to_json
 
-    def produce() -> Any:
+    def produce(header: ProduceHeaders) -> Any:
         records: list[Any] = parse_body(model).records  # type: ignore[attr-defined]
         partitions = ingest.kafka.partitions(topic)
         errors: list[RecordError] = []
@@ -427,23 +441,32 @@ def _produce_view(ingest: Ingest, table: str, topic: str) -> Any:
         if errors:
             ingest.metrics.records.labels("kafka", table, "rejected").inc(len(records))
             raise invalid_records(errors, len(records))
+        given = _idempotency_key(header)
+        idempotency = None if given is None else IdempotencyKey(given, fingerprint(topic, outgoing))
         started = time.perf_counter()
         try:
-            acknowledged = ingest.kafka.produce(topic, outgoing)
-        except (KafkaUnavailable, KafkaFailed, RecordTooLarge):
+            job = ingest.kafka.submit(topic, outgoing, idempotency)
+        except (KafkaUnavailable, KafkaFailed, RecordTooLarge, AnswersUnavailable):
             ingest.metrics.records.labels("kafka", table, "failed").inc(len(records))
             raise
+        except KeyReused:
+            ingest.metrics.records.labels("kafka", table, "rejected").inc(len(records))
+            raise
         ingest.metrics.delivery.labels("kafka").observe(time.perf_counter() - started)
-        ingest.metrics.records.labels("kafka", table, "written").inc(len(records))
-        return _produce_response(acknowledged)
+        outcome = "replayed" if job.replayed else "written"
+        ingest.metrics.records.labels("kafka", table, outcome).inc(len(records))
+        return _produce_response(job.offsets or [], replayed=job.replayed)
 
     return _named(
         f"produce_{table}",
         produce,
         f"Produce {table} rows to {topic}\n"
-        "Answers 200 only once the broker acknowledged every record (acks=all), "
-        "with the real partition and offset of each record, in request order.",
-        {"body": model},
+        "Answers 200 only once the broker acknowledged every record (acks=all) and the Kafka "
+        "transaction holding them committed, with the real partition and offset of each "
+        "record, in request order. Any error: nothing of the request is visible to "
+        "read_committed consumers. With `Idempotency-Key`, a retry is answered, not written "
+        "again.",
+        {"body": model, "header": ProduceHeaders},
     )
 
 
@@ -837,6 +860,20 @@ def _register_hooks(app: IngestOpenAPI, ingest: Ingest) -> None:
     def kafka_failed(error: KafkaFailed) -> Response:
         log.error("%s %s -> 500 %s", request.method, request.path, error)
         return ApiError(500, ErrorCode.KAFKA_ERROR, str(error)).response()
+
+    @app.errorhandler(KeyReused)
+    def key_reused(error: KeyReused) -> Response:
+        return ApiError(422, ErrorCode.IDEMPOTENCY_KEY_REUSED, str(error)).response()
+
+    @app.errorhandler(AnswersUnavailable)
+    def answers_unavailable(error: AnswersUnavailable) -> Response:
+        log.warning("%s %s -> 503 %s", request.method, request.path, error)
+        return ApiError(
+            503,
+            ErrorCode.KAFKA_UNAVAILABLE,
+            f"Idempotency-Key answers cannot be read yet ({error}); retry later "
+            "(nothing of this request was written)",
+        ).response()
 
     @app.errorhandler(RecordTooLarge)
     def record_too_large(error: RecordTooLarge) -> Response:

@@ -7,7 +7,8 @@ import sys
 import requests
 
 from pipeline.config import Settings
-from pipeline.workload import PRIORITY_PRODUCER, Component, pipeline_environment
+from pipeline.config.environment import settings_environment
+from pipeline.workload import PRIORITY_PRODUCER, Component
 
 
 def api_ready(settings: Settings) -> bool:
@@ -20,7 +21,7 @@ def api_ready(settings: Settings) -> bool:
 def api_components(settings: Settings) -> list[Component]:
     # Non-secret settings travel explicitly (timeouts, limits, names); credentials and API keys
     # are inherited from the environment, never written into the supervisord config.
-    environment = pipeline_environment(settings)
+    environment = settings_environment(settings)
     return [
         Component(
             name="api",

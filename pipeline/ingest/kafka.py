@@ -1,17 +1,26 @@
-"""Kafka delivery: one idempotent producer per process; a request waits for its own acks.
+"""Kafka delivery: one transactional producer per process; records visible only once answered.
 
-The producer is created lazily (gunicorn forks workers; librdkafka threads do not survive a fork)
-with `acks=all` and idempotence, and a background thread serves its delivery reports. A request
-hands its records to librdkafka, then waits until the broker acknowledged every one of them or
-the deadline passed. `message.timeout.ms` equals the request timeout, so records of a request that
-got 503 are not delivered long after the client gave up (they may have been, just before: the
-contract is at-least-once and the client retries).
+Every produce request becomes a job on a queue. One transaction thread takes every job queued
+while its previous commit ran (group commit), produces their records in one Kafka transaction,
+waits for the broker's acks (acks=all, idempotence), writes the answers of requests that carried
+an Idempotency-Key to the requests topic in the same transaction, commits, and only then answers
+each request 200 with its offsets. Any failure aborts the transaction: every request of the group
+gets 503 (or its own 4xx) and none of their records is ever visible to a read_committed consumer
+(the S3 sink, the reconciliation), so a client's retry cannot create a duplicate there.
+
+The producer has a stable `transactional.id` (`Settings.api_transaction_id`). Creating it calls
+`init_transactions()`, which fences a killed predecessor and aborts the transaction it left open
+(so read_committed readers do not wait for transaction.timeout.ms), then the committed answers are
+read back (`idempotency.CommittedAnswers`). A fatal producer error (fenced, ...) replaces the
+producer; an abortable one aborts the group. The producer is created lazily (gunicorn forks
+workers; librdkafka threads do not survive a fork).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +30,15 @@ from typing import Any, NamedTuple, cast
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.config import Settings
+from pipeline.ingest.idempotency import (
+    Answer,
+    AnswersUnavailable,
+    CommittedAnswers,
+    IdempotencyKey,
+    KeyReused,
+    encode_answer,
+    record_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +51,9 @@ RECORD_OVERHEAD_BYTES = 36
 MAX_KEY_AND_VALUE_BYTES = MESSAGE_MAX_BYTES - RECORD_OVERHEAD_BYTES
 # After a purge, librdkafka's threads hand over the purged records' reports quickly.
 PURGE_REPORTS_TIMEOUT_S = 1.0
+# Idempotency-Key answers that could not be read (topic missing, broker away) are tried again
+# after this long; meanwhile keyed requests get 503.
+ANSWERS_RETRY_S = 10.0
 
 
 class KafkaUnavailable(Exception):
@@ -141,13 +162,129 @@ _RETRIABLE = {
 }
 
 
+class Job:
+    """One produce request on its way through the transaction thread.
+
+    `state` moves queued -> taken (by the transaction thread) or queued -> cancelled (by its
+    request, whose deadline passed before the thread got to it): a cancelled job is never
+    produced, a taken one is always resolved (answer or error) by the thread.
+    """
+
+    def __init__(
+        self,
+        topic: str,
+        records: Sequence[OutgoingRecord],
+        deadline: float,
+        idempotency: IdempotencyKey | None = None,
+    ) -> None:
+        self.topic = topic
+        self.records = records
+        self.deadline = deadline
+        self.idempotency = idempotency
+        self.state = "queued"
+        self.retries = 0  # an innocent job of an aborted group is tried again once
+        self.batch: PendingBatch | None = None
+        self.offsets: list[tuple[int, int]] | None = None
+        self.replayed = False
+        self.error: Exception | None = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def answer_key(self) -> bytes | None:
+        return None if self.idempotency is None else record_key(self.topic, self.idempotency.key)
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.state != "queued":
+                return False
+            self.state = "taken"
+            return True
+
+    def cancel(self) -> bool:
+        """The request gives up: True unless the thread already took the job."""
+        with self._lock:
+            if self.state != "queued":
+                return False
+            self.state = "cancelled"
+            return True
+
+    def succeed(self, offsets: Sequence[tuple[int, int]], replayed: bool = False) -> None:
+        self.offsets = list(offsets)
+        self.replayed = replayed
+        self.done.set()
+
+    def fail(self, error: Exception) -> None:
+        self.error = error
+        self.done.set()
+
+
+@dataclass
+class GroupPlan:
+    """What a group of jobs needs: produce some, answer some from committed answers, keep some
+    for the next group (a second request with a key already in this group waits its outcome)."""
+
+    produce: list[Job] = field(default_factory=list)
+    answered: list[Job] = field(default_factory=list)
+    later: list[Job] = field(default_factory=list)
+
+
+def plan_group(jobs: Sequence[Job], answers: CommittedAnswers | None) -> GroupPlan:
+    """Resolve the keyed jobs whose key is already committed (same records: the stored answer;
+    other records: KeyReused), defer a key's second job in the same group, produce the rest.
+    `answers` None means they could not be read: keyed jobs fail with AnswersUnavailable."""
+    plan = GroupPlan()
+    keys_in_group: set[bytes] = set()
+    for job in jobs:
+        key = job.answer_key
+        if key is None or job.idempotency is None:
+            plan.produce.append(job)
+            continue
+        if answers is None:
+            job.fail(AnswersUnavailable("the committed Idempotency-Key answers are not loaded"))
+            plan.answered.append(job)
+            continue
+        if key in keys_in_group:
+            plan.later.append(job)
+            continue
+        committed = answers.get(key)
+        if committed is None:
+            keys_in_group.add(key)
+            plan.produce.append(job)
+        elif committed.fingerprint == job.idempotency.fingerprint:
+            job.succeed(committed.offsets, replayed=True)
+            plan.answered.append(job)
+        else:
+            job.fail(
+                KeyReused(
+                    f"Idempotency-Key {job.idempotency.key!r} was already used for other "
+                    f"records on {job.topic}; a key identifies one request (send a new key for "
+                    "new records)"
+                )
+            )
+            plan.answered.append(job)
+    return plan
+
+
+def blame(jobs: Sequence[Job]) -> tuple[list[Job], list[Job]]:
+    """After a failed group: (jobs whose own records were refused for a reason a retry will not
+    fix, the others). With any retriable failure (broker away, timeout) nobody is to blame: the
+    whole group gets 503."""
+    if any(isinstance(job.error, KafkaUnavailable) for job in jobs):
+        return [], list(jobs)
+    guilty = [job for job in jobs if job.error is not None]
+    return guilty, [job for job in jobs if job.error is None]
+
+
 class KafkaDelivery:
-    """The process's producer, its poll thread, and a small topic metadata cache."""
+    """The process's transactional producer, its transaction and poll threads, and a small topic
+    metadata cache."""
 
     def __init__(self, settings: Settings, timeout_s: float | None = None) -> None:
         self.settings = settings
         self.timeout_s = timeout_s if timeout_s is not None else settings.api_timeout_s
         self._producer: Producer | None = None
+        self._initialized = False  # init_transactions() done on the current producer
         self._fatal = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -155,6 +292,16 @@ class KafkaDelivery:
         self._partitions: dict[str, tuple[int, float]] = {}
         self._round_robin = itertools.count()
         self.on_latency: Callable[[float], None] | None = None  # see PendingBatch.on_latency
+        self.answers = CommittedAnswers(settings.api_idempotency_hours * 3600)
+        self._answers_current = False  # read up to the end since the producer's init
+        self._answers_retry_at = 0.0
+        self._jobs: queue.Queue[Job] = queue.Queue()
+        self._later: list[Job] = []
+        self._committer: threading.Thread | None = None
+        self._closing = threading.Event()
+        # tests: set to hold the transaction thread just before commit (see also the setting
+        # api_pause_before_commit_s, for an API in another process)
+        self.before_commit: Callable[[], None] | None = None
 
     # -- producer lifecycle --------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -163,6 +310,11 @@ class KafkaDelivery:
             **self.settings.kafka_client_config(),
             "acks": "all",
             "enable.idempotence": True,
+            "transactional.id": self.settings.api_transaction_id,
+            # The broker aborts a transaction left open this long (a dead API that nobody
+            # restarts): read_committed readers wait at most that. A group's produce, commit
+            # and abort each take at most the request timeout.
+            "transaction.timeout.ms": max(4 * timeout_ms, 10_000),
             "message.timeout.ms": timeout_ms,
             "message.max.bytes": MESSAGE_MAX_BYTES,
             # a batched request fills a batch at once; single-record posts gain little from waiting
@@ -183,6 +335,7 @@ class KafkaDelivery:
                 self._close_producer(0)
             if self._producer is None:
                 self._fatal = False
+                self._initialized = False
                 self._producer = Producer(self.config())
                 if self._poller is None or not self._poller.is_alive():
                     self._stop.clear()
@@ -191,6 +344,49 @@ class KafkaDelivery:
                     )
                     self._poller.start()
             return self._producer
+
+    def _transactional(self, deadline: float) -> Producer:
+        """The producer, its transactions initialised and the committed answers read (transaction
+        thread only). Raises KafkaUnavailable when the broker does not answer in time."""
+        producer = self.producer()
+        if not self._initialized:
+            try:
+                # fences a predecessor with this transactional.id, aborting its open transaction
+                producer.init_transactions(max(deadline - time.monotonic(), 1.0))
+            except KafkaException as error:
+                if _kafka_error(error).fatal():
+                    self._fatal = True
+                raise KafkaUnavailable(
+                    f"Kafka transactions could not be initialised: {error}; retry later "
+                    "(nothing of this request was written)"
+                ) from error
+            self._initialized = True
+            self._answers_current = False
+            self._answers_retry_at = 0.0
+            log.info(
+                "kafka transactions initialised (transactional.id %s)",
+                self.settings.api_transaction_id,
+            )
+        if not self._answers_current and time.monotonic() >= self._answers_retry_at:
+            # a missing topic costs a consumer per try: at most one try per ANSWERS_RETRY_S
+            self._answers_retry_at = time.monotonic() + ANSWERS_RETRY_S
+            try:
+                read = self.answers.catch_up(
+                    self.settings.kafka_client_config(),
+                    self.settings.api_requests_topic,
+                    max(deadline - time.monotonic(), 1.0),
+                )
+                self._answers_current = True
+                log.info("read %d committed Idempotency-Key answers", read)
+            except AnswersUnavailable as error:
+                log.warning("Idempotency-Key answers unavailable: %s", error)
+        return producer
+
+    def _discard_producer(self) -> None:
+        """Drop a producer whose transaction state is unknown; the next group creates a new
+        one, whose init_transactions aborts (or completes) what this one left."""
+        with self._lock:
+            self._close_producer(0)
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
@@ -214,6 +410,7 @@ class KafkaDelivery:
 
     def _close_producer(self, flush_timeout_s: float) -> int:
         producer, self._producer = self._producer, None
+        self._initialized = False
         if producer is None:
             return 0
         remaining: int = producer.flush(flush_timeout_s)
@@ -226,13 +423,19 @@ class KafkaDelivery:
         return remaining
 
     def close(self, flush_timeout_s: float | None = None) -> int:
-        """Deliver what is queued (graceful shutdown) within `flush_timeout_s` (default: the
-        request timeout), then drop the rest and stop the poll thread; returns undelivered."""
+        """Graceful shutdown: the transaction thread finishes (commits or aborts) the group it
+        holds and answers what is queued, within `flush_timeout_s` (default: the request
+        timeout) plus a commit; then the producer is closed. Returns the records undelivered."""
+        wait_s = self.timeout_s if flush_timeout_s is None else flush_timeout_s
+        self._closing.set()
+        committer = self._committer
+        if committer is not None:
+            committer.join(timeout=wait_s + self.timeout_s)
+            if committer.is_alive():
+                log.error("the transaction thread did not finish; its transaction stays open")
         with self._lock:
             self._stop.set()
-            remaining = self._close_producer(
-                self.timeout_s if flush_timeout_s is None else flush_timeout_s
-            )
+            remaining = self._close_producer(wait_s)
         if self._poller is not None:
             self._poller.join(timeout=2)
             self._poller = None
@@ -278,7 +481,8 @@ class KafkaDelivery:
             raise KafkaUnavailable(
                 f"no answer from {self.settings.kafka_bootstrap_servers}: {error}"
             ) from error
-        missing = [t for t in self.settings.topics.values() if t not in metadata.topics]
+        wanted = [*self.settings.topics.values(), self.settings.api_requests_topic]
+        missing = [t for t in wanted if t not in metadata.topics]
         if missing:
             raise TopicNotFound(", ".join(missing))
         return f"{len(metadata.brokers)} broker(s), topics present"
@@ -370,8 +574,7 @@ class KafkaDelivery:
             first = f" ({failed[0].str()})" if failed else ""
             raise KafkaUnavailable(
                 f"Kafka did not acknowledge {batch.unacknowledged} of {batch.size} records "
-                f"within {self.timeout_s:g}s{first}; the broker may be unreachable. "
-                "Retry later (records of this request may have been written)."
+                f"within {self.timeout_s:g}s{first}; the broker may be unreachable."
             )
         if failed:
             if any(e.code() == KafkaError.UNKNOWN_TOPIC_OR_PART for e in failed):
@@ -390,9 +593,211 @@ class KafkaDelivery:
             raise KafkaFailed(f"Kafka rejected {len(failed)} records: {failed[0].str()}")
         return [result for result in batch.results if result is not None]
 
-    def produce(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
-        deadline = time.monotonic() + self.timeout_s
-        return self.wait(topic, self.send(topic, records, deadline), deadline)
+    # -- transactions: the group commit ----------------------------------------------------------
+    def produce(
+        self,
+        topic: str,
+        records: Sequence[OutgoingRecord],
+        idempotency: IdempotencyKey | None = None,
+    ) -> list[tuple[int, int]]:
+        """Partition and offset of each record once its transaction committed."""
+        return self.submit(topic, records, idempotency).offsets or []
+
+    def submit(
+        self,
+        topic: str,
+        records: Sequence[OutgoingRecord],
+        idempotency: IdempotencyKey | None = None,
+    ) -> Job:
+        """Queue a request for the transaction thread and wait for its outcome: the resolved
+        job, or the exception it failed with (KafkaUnavailable, KeyReused, RecordTooLarge...)."""
+        job = Job(topic, records, time.monotonic() + self.timeout_s, idempotency)
+        self._start_committer()
+        self._jobs.put(job)
+        if not job.done.wait(self.timeout_s) and job.cancel():
+            raise KafkaUnavailable(
+                f"Kafka transaction thread busy for {self.timeout_s:g}s; the broker may be "
+                "slow or unreachable. Retry later (nothing of this request was written)."
+            )
+        # Taken: the thread resolves it within its own bounds (produce, then commit or abort).
+        if not job.done.wait(3 * self.timeout_s + 5):
+            raise KafkaUnavailable(
+                "Kafka transaction outcome unknown; retry later with the same Idempotency-Key "
+                "(without one, records of this request may have been written)"
+            )
+        if job.error is not None:
+            raise job.error
+        return job
+
+    def _start_committer(self) -> None:
+        with self._lock:
+            if self._committer is None or not self._committer.is_alive():
+                self._closing.clear()
+                self._committer = threading.Thread(
+                    target=self._commit_loop, name="kafka-transactions", daemon=True
+                )
+                self._committer.start()
+
+    def _commit_loop(self) -> None:
+        while True:
+            group, self._later = self._later, []
+            try:
+                group.append(self._jobs.get(timeout=0.1 if not group else 0))
+            except queue.Empty:
+                if not group:
+                    if self._closing.is_set():
+                        return
+                    continue
+            while True:  # everything queued while the previous commit ran
+                try:
+                    group.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._run_group(group)
+            except Exception as error:  # never leave a request without an answer
+                log.exception("kafka transaction failed unexpectedly")
+                self._discard_producer()
+                for job in group:
+                    if not job.done.is_set():
+                        job.fail(KafkaFailed(f"Kafka transaction failed: {error!r}"))
+
+    def _run_group(self, group: list[Job]) -> None:
+        jobs = [job for job in group if job.state == "taken" or job.take()]
+        if not jobs:
+            return
+        deadline = min(job.deadline for job in jobs)
+        try:
+            producer = self._transactional(deadline)
+        except KafkaUnavailable as error:
+            for job in jobs:
+                job.fail(error)
+            return
+        plan = plan_group(jobs, self.answers if self._answers_current else None)
+        self._later.extend(plan.later)
+        if plan.produce:
+            self._transaction(producer, plan.produce)
+
+    def _transaction(self, producer: Producer, jobs: list[Job]) -> None:
+        deadline = min(job.deadline for job in jobs)
+        try:
+            producer.begin_transaction()
+        except KafkaException as error:  # e.g. a fatal error since the last group
+            self._discard_producer()
+            for job in jobs:
+                job.fail(KafkaUnavailable(f"Kafka transaction could not begin: {error}"))
+            return
+        for job in jobs:
+            try:
+                job.batch = self.send(job.topic, job.records, deadline)
+            except (KafkaUnavailable, KafkaFailed, RecordTooLarge, TopicNotFound) as error:
+                job.error = error
+                break  # the transaction is aborted anyway
+        producer.flush(max(deadline - time.monotonic(), 0.0))
+        for job in jobs:
+            if job.batch is not None and job.error is None:
+                try:
+                    job.offsets = self.wait(job.topic, job.batch, deadline)
+                except (KafkaUnavailable, KafkaFailed, RecordTooLarge, TopicNotFound) as error:
+                    job.error = error
+        if any(job.error is not None or job.batch is None for job in jobs):
+            self._abort(producer, jobs)
+            return
+        try:
+            for job in jobs:
+                if job.idempotency is not None and job.answer_key is not None:
+                    answer = Answer(
+                        job.idempotency.fingerprint, tuple(job.offsets or ()), time.time()
+                    )
+                    producer.produce(
+                        self.settings.api_requests_topic, encode_answer(answer), job.answer_key
+                    )
+        except (KafkaException, BufferError) as error:
+            for job in jobs:
+                job.error = KafkaUnavailable(f"Kafka refused the Idempotency-Key answer: {error}")
+            self._abort(producer, jobs)
+            return
+        if self.before_commit is not None:
+            self.before_commit()
+        if self.settings.api_pause_before_commit_s:
+            time.sleep(self.settings.api_pause_before_commit_s)
+        outcome = self._commit(producer)
+        if outcome is None:
+            now = time.time()
+            for job in jobs:
+                if job.idempotency is not None and job.answer_key is not None:
+                    answer = Answer(job.idempotency.fingerprint, tuple(job.offsets or ()), now)
+                    self.answers.put(job.answer_key, answer)
+                job.succeed(job.offsets or [])
+            return
+        for job in jobs:
+            job.fail(outcome)
+
+    def _commit(self, producer: Producer) -> KafkaUnavailable | None:
+        """Commit, retrying a retriable failure for up to the request timeout; None when
+        committed, else the error each request of the group gets."""
+        give_up = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                producer.commit_transaction(max(give_up - time.monotonic(), 0.5))
+                return None
+            except KafkaException as exception:
+                error = _kafka_error(exception)
+                if error.retriable() and time.monotonic() < give_up:
+                    continue
+                if error.txn_requires_abort():
+                    self._abort(producer, [])
+                    return KafkaUnavailable(
+                        f"Kafka transaction aborted at commit ({error.str()}); retry later "
+                        "(nothing of this request was written)"
+                    )
+                # Fatal, or still unknown after retrying: whether the coordinator committed is
+                # not known here. A new producer's init_transactions settles it, and re-reading
+                # the answers tells a keyed retry the truth.
+                log.error("kafka commit outcome unknown: %s", error)
+                self._discard_producer()
+                return KafkaUnavailable(
+                    f"Kafka transaction commit failed ({error.str()}); retry later with the same "
+                    "Idempotency-Key (without one, records of this request may have been written)"
+                )
+
+    def _abort(self, producer: Producer, jobs: list[Job]) -> None:
+        """Abort the open transaction: none of its records becomes visible to read_committed
+        readers. Jobs refused for their own records get their error, the others are tried
+        once more (in the next group) while their deadline allows, else get 503."""
+        try:
+            producer.abort_transaction(self.timeout_s)
+        except KafkaException as error:
+            # The transaction stays open on the broker until a new producer with this
+            # transactional.id fences it (next group) or transaction.timeout.ms: never committed.
+            log.warning("kafka abort failed (%s); replacing the producer", error)
+            self._discard_producer()
+        guilty, innocent = blame(jobs)
+        for job in guilty:
+            job.fail(job.error or KafkaFailed("Kafka refused the records"))
+        for job in innocent:
+            # Tried once more while its deadline allows: its records may only have failed with
+            # the transaction (purged by the abort, or a producer epoch the failed records of an
+            # earlier transaction left behind, which the abort bumps).
+            if job.retries == 0 and time.monotonic() < job.deadline:
+                job.retries += 1
+                job.batch, job.offsets, job.error = None, None, None
+                self._later.append(job)
+                continue
+            reason = str(job.error) if job.error is not None else "another request's records failed"
+            job.fail(
+                KafkaUnavailable(
+                    f"{reason.removesuffix('.')}; the transaction was aborted: nothing of this "
+                    "request was written. Retry later."
+                )
+            )
+
+
+def _kafka_error(exception: KafkaException) -> KafkaError:
+    found = exception.args[0] if exception.args else None
+    if isinstance(found, KafkaError):
+        return found
+    return KafkaError(KafkaError._FAIL, str(exception))
 
 
 def _refused(what: str, error: KafkaException) -> Exception:

@@ -46,7 +46,8 @@ class Metrics:
         )
         self.records = Counter(
             "pinpipe_api_records_total",
-            "Records by sink (kafka, kinesis), table and outcome (written, rejected, failed)",
+            "Records by sink (kafka, kinesis), table and outcome "
+            "(written, replayed, rejected, failed)",
             ["sink", "table", "outcome"],
             registry=self.registry,
         )

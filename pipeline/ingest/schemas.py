@@ -89,6 +89,8 @@ FORMAT_HINTS: dict[str, str] = {
     "date_joined": "expected an ISO 8601 date and time such as 2020-08-28T03:52:47",
     "follower_count": f"expected digits with optional k/M/B suffix (15k, 2M) or {USER_INFO_ERROR}",
     "unique_id": "expected a UUID such as 8b2c1d7e-0f4a-4c39-9a5e-2d6f1b3c4a5e",
+    "Idempotency-Key": "expected 1 to 255 printable ASCII characters, "
+    'optionally in double quotes (e.g. "8e03978e-40d5-43e8-bc93-6894a57f9324")',
 }
 
 
@@ -263,6 +265,21 @@ class PutRecordsResponse(BaseModel):
 
 class CreateStreamRequest(_Envelope):
     ShardCount: Integer | None = Field(default=None, ge=1, le=100, description="default: config")
+
+
+class ProduceHeaders(BaseModel):
+    """Request headers of a produce request that the API reads itself."""
+
+    idempotency_key: str | None = Field(
+        default=None,
+        alias="Idempotency-Key",
+        pattern=r'^(?:[ -~]{1,255}|"[ -~]{1,255}")$',
+        description="Optional. One key per request, the same on each retry of it (IETF draft "
+        "draft-ietf-httpapi-idempotency-key-header): a key already answered gets that answer "
+        "again (200, same offsets, header `Idempotent-Replayed: true`) and nothing is written "
+        "twice, also across API restarts, for `api_idempotency_hours`; the same key with other "
+        "records is 422. A UUID per request is a good key.",
+    )
 
 
 class TopicPath(BaseModel):

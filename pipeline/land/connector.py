@@ -18,6 +18,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from pipeline.config import Settings
 from pipeline.config.settings import PROJECT_ROOT
+from pipeline.landing import LANDING_PREFIX
 
 DEFINITION = PROJECT_ROOT / "connectors" / "s3-sink.json"
 
@@ -30,6 +31,7 @@ def render(settings: Settings, definition: Path = DEFINITION) -> dict[str, Any]:
         "tasks_max": "1",
         "topics": ",".join(settings.topics.values()),
         "lake_bucket": settings.lake_bucket,
+        "landing_prefix": LANDING_PREFIX,  # the landing contract's folder (pipeline.landing)
         "aws_region": settings.aws_region,
         "s3_endpoint": settings.endpoint_url("s3") or "",
         "s3_path_style": str(settings.s3_path_style).lower(),

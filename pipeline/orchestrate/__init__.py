@@ -1,2 +1,3 @@
-"""Orchestration: the daily batch DAG's building blocks, Airflow in the local stack, `pinpipe demo`
-and the MWAA bundle. Only `pipeline.orchestrate.dag` imports Airflow; the rest is plain Python."""
+"""Orchestration: the daily batch DAG's building blocks (its tasks, alerts, the publish step), a
+client of Airflow's REST API and the MWAA bundle. Airflow's local processes are part of the local
+stack (`pipeline.stack.airflow`). Only `pipeline.orchestrate.dag` imports Airflow."""

@@ -4,7 +4,7 @@ Which operator runs the Spark jobs is configuration, never an edit of the DAG:
 `settings.batch_runner` is `spark-submit` on the local and docker targets (the job runs as a
 local Spark application next to Airflow) and `databricks` on aws (a one-time run on an existing
 cluster, as in the original). Both run the same two scripts with the same parameters:
-`pipeline/transform/job.py` (the batch job) and `pipeline/orchestrate/quality.py` (the checks).
+`pipeline/transform/job.py` (the batch job) and `pipeline/transform/quality.py` (the checks).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ TASK_IDS: tuple[str, ...] = (
 )
 # Scripts run by the Spark jobs, relative to the project root (or `databricks_code_root`).
 BATCH_JOB = PurePosixPath("pipeline/transform/job.py")
-QUALITY_JOB = PurePosixPath("pipeline/orchestrate/quality.py")
+QUALITY_JOB = PurePosixPath("pipeline/transform/quality.py")
 PUBLISH_JOB = PurePosixPath("pipeline/orchestrate/publish.py")
 REPORT_JOB = PurePosixPath("pipeline/report/cli.py")
 # The run's day: runs triggered without a logical date (Airflow 3) take the day they were due.

@@ -19,6 +19,7 @@ import shutil
 from pathlib import Path
 
 from pipeline.config import AwsSettings
+from pipeline.config.environment import settings_environment
 from pipeline.config.settings import PROJECT_ROOT
 
 MWAA_AIRFLOW_VERSION = "3.0.6"
@@ -74,15 +75,15 @@ def requirements_txt(airflow: str = MWAA_AIRFLOW_VERSION, python: str = MWAA_PYT
 
 
 def startup_sh(settings: AwsSettings) -> str:
+    """The script exports the target and the EXPORTED settings that hold a value (an empty one
+    is the DAG's default anyway)."""
     lines = [
         "#!/bin/sh",
         "# MWAA startup script: the pipeline's settings for the DAG (no secrets).",
-        "export PINPIPE_TARGET=aws",
     ]
-    for name in EXPORTED:
-        value = getattr(settings, name)
-        if value not in ("", None):
-            lines.append(f"export PINPIPE_{name.upper()}={shlex.quote(str(value))}")
+    for variable, value in settings_environment(settings, only=EXPORTED).items():
+        if value != "":
+            lines.append(f"export {variable}={shlex.quote(value)}")
     return "\n".join(lines) + "\n"
 
 

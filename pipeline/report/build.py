@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.lake import LakePaths
 from pipeline.report.collect import collect
 from pipeline.report.lake import write_text
-from pipeline.report.paths import report_path
 from pipeline.report.render import render
 
 
@@ -37,5 +37,5 @@ def write_report(
         stage_seconds=stage_seconds,
         run_date=run_date,
     )
-    target = out or report_path(lake, run_date)
+    target = out or LakePaths(lake).report(run_date)
     return write_text(target, render(data), settings, "text/html; charset=utf-8")

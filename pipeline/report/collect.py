@@ -13,10 +13,11 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.config import Settings
+from pipeline.config.settings import topic_names
 from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths, sort_columns
+from pipeline.landing import topic_prefix
 from pipeline.report.lake import LakeReader, Row, is_s3, s3_location
-from pipeline.report.paths import quality_history_path
-from pipeline.transform.job import TABLES, topics_for
+from pipeline.transform.job import TABLES
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def read_gold(reader: LakeReader, lake: str) -> dict[str, list[Row] | None]:
 
 def read_quality(reader: LakeReader, lake: str) -> tuple[list[Row], list[QualityRun]]:
     """The latest run's checks and a summary of every run, from `<lake>/quality/checks`."""
-    rows = reader.rows(quality_history_path(lake)) or []
+    rows = reader.rows(LakePaths(lake).quality_checks) or []
     by_run: dict[str, list[Row]] = {}
     for row in rows:
         by_run.setdefault(row["run_id"], []).append(row)
@@ -112,7 +113,7 @@ def landed_objects(settings: Settings, landing: str, topic: str) -> Landed | Non
     S3 cannot be listed: the rest of the report is still worth writing."""
     if is_s3(landing):
         bucket, key = s3_location(landing)
-        prefix = "/".join(part for part in (key.rstrip("/"), "topics", topic) if part) + "/"
+        prefix = "/".join(part for part in (key.rstrip("/"), topic_prefix(topic)) if part)
         paginator = boto3.client("s3", **settings.boto3_kwargs("s3")).get_paginator(
             "list_objects_v2"
         )
@@ -125,7 +126,7 @@ def landed_objects(settings: Settings, landing: str, topic: str) -> Landed | Non
         except (BotoCoreError, ClientError):
             return None
     else:
-        folder = Path(landing) / "topics" / topic
+        folder = Path(landing) / topic_prefix(topic)
         sizes = [p.stat().st_size for p in folder.rglob("*") if p.is_file()]
     return Landed(topic, len(sizes), sum(sizes))
 
@@ -164,7 +165,7 @@ def collect(
     )
     counts.landed = {
         table: landed_objects(settings, landing, topic)
-        for table, topic in topics_for(prefix).items()
+        for table, topic in topic_names(prefix).items()
     }
     quality, runs = read_quality(reader, lake)
     return ReportData(

@@ -7,12 +7,14 @@ Kinesis shard, where offset / sequence number order is arrival order ("latest ar
 Stream layer (API Gateway's Kinesis proxy): `PUT /streams/{stream}/record` with
 `{"StreamName", "Data", "PartitionKey"}` for one record, or
 `PUT /streams/{stream}/records` with `{"StreamName", "Records": [...]}` (PutRecords) for several.
-Pure functions, no I/O: the emulator sends what these build.
+Pure functions, no I/O (a Kafka request's default idempotency key is a random UUID): the
+emulator sends what these build.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -89,8 +91,14 @@ def build_request(
     destination: str,
     records: tuple[Record, ...],
     api_key: str | None = None,
+    idempotency_key: str | None = None,
 ) -> ApiRequest:
-    """The HTTP request that posts `records` (all of one table) to `destination`."""
+    """The HTTP request that posts `records` (all of one table) to `destination`.
+
+    A Kafka request carries an `Idempotency-Key` (`idempotency_key`, or a new UUID): built once
+    per request, it goes out again unchanged on each retry, so the API answers a retry whose
+    first attempt was committed with that attempt's offsets instead of writing the records twice.
+    """
     if not records:
         raise ValueError("a request needs at least one record")
     tables = {record.table for record in records}
@@ -105,6 +113,8 @@ def build_request(
     if mode == "batch":
         method, url = "POST", f"{base}/topics/{name}"
         headers |= {"Content-Type": KAFKA_JSON, "Accept": KAFKA_ACCEPT}
+        # the draft's sf-string form: a quoted string
+        headers["Idempotency-Key"] = f'"{idempotency_key or uuid.uuid4()}"'
         body = {
             "records": [{"key": partition_key(record), "value": record.value} for record in records]
         }

@@ -9,8 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import get_settings
-from pipeline.orchestrate.component import login_hint
 from pipeline.stack import stack
+from pipeline.stack.airflow import login_hint
 from pipeline.stack.health import health_lines
 from pipeline.stack.jvm import StackError
 from pipeline.stack.links import print_links, print_whole, stack_links
@@ -67,7 +67,7 @@ def status() -> None:
         console.print("the stack is not running: `make up` starts it")
         return
     print_links(console, stack_links(settings, running))
-    if hint := login_hint(settings, running="airflow-api" in running):
+    if hint := login_hint(settings, running="airflow" in running):
         console.print(hint, soft_wrap=True, markup=False, highlight=False)
     # lag and progress: one line each, never cut (soft_wrap), whatever the terminal's width
     for line in health_lines(settings, running):

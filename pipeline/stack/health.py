@@ -150,7 +150,7 @@ def stream_batches(settings: Settings) -> list[StreamBatch]:
 
 def last_dag_run(settings: Settings) -> dict[str, Any] | None:
     from pipeline.orchestrate.client import AirflowApiError, AirflowClient
-    from pipeline.orchestrate.component import airflow_login
+    from pipeline.stack.airflow import airflow_login
 
     login = airflow_login(settings)
     if login is None:
@@ -237,8 +237,8 @@ def health_lines(settings: Settings, running: Collection[str]) -> list[str]:
         ),
     )
     section("connect", "S3 sink connector", lambda: connector_lines(connector_status(settings)))
-    if settings.stream_enabled or "stream" in running:
-        section("stream", "stream job", lambda: stream_lines(stream_batches(settings)))
-    if settings.airflow_enabled or "airflow-api" in running:
-        section("airflow-api", "daily DAG", lambda: dag_run_lines(DAG_ID, last_dag_run(settings)))
+    if settings.stream_enabled or "spark-stream" in running:
+        section("spark-stream", "stream job", lambda: stream_lines(stream_batches(settings)))
+    if settings.airflow_enabled or "airflow" in running:
+        section("airflow", "daily DAG", lambda: dag_run_lines(DAG_ID, last_dag_run(settings)))
     return lines

@@ -49,7 +49,7 @@ def stack_links(settings: Settings, running: Collection[str]) -> list[Link]:
             links.append(Link(what, endpoint))
     if "connect" in running:
         links.append(Link("Kafka Connect REST", f"{settings.connect_url}/connectors"))
-    if "stream" in running:
+    if "spark-stream" in running:
         for key, what in (("spark_ui", "Spark UI"), ("metrics_url", "metrics (Prometheus)")):
             if url := stream_job_url(settings, key):
                 links.append(Link(f"stream job {what}", url))

@@ -23,16 +23,35 @@ def ensure_bucket(settings: Settings) -> None:
         s3.create_bucket(**kwargs)  # type: ignore[arg-type]
 
 
+def api_requests_topic(settings: Settings) -> NewTopic:
+    """The API's Idempotency-Key answers: one partition (a few hundred bytes per keyed request,
+    read whole at the API's start), compacted by key and deleted after api_idempotency_hours."""
+    return NewTopic(
+        settings.api_requests_topic,
+        1,
+        settings.kafka_replication_factor,
+        config={
+            "cleanup.policy": "compact,delete",
+            "retention.ms": str(int(settings.api_idempotency_hours * 3_600_000)),
+        },
+    )
+
+
 def ensure_topics(settings: Settings, extra: list[str] | None = None) -> list[str]:
-    """Create the three table topics (and any `extra`), returning those that were missing."""
+    """Create the three table topics, the API's requests topic (and any `extra`), returning
+    those that were missing."""
     admin = AdminClient(settings.kafka_client_config())
-    wanted = [*settings.topics.values(), *(extra or [])]
+    wanted = [*settings.topics.values(), settings.api_requests_topic, *(extra or [])]
     existing = set(admin.list_topics(timeout=10).topics)
     missing = [name for name in wanted if name not in existing]
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(name, settings.kafka_topic_partitions, settings.kafka_replication_factor)
+                api_requests_topic(settings)
+                if name == settings.api_requests_topic
+                else NewTopic(
+                    name, settings.kafka_topic_partitions, settings.kafka_replication_factor
+                )
                 for name in missing
             ]
         )

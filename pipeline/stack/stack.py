@@ -15,8 +15,8 @@ from rich.console import Console
 from pipeline.config import Settings
 from pipeline.ingest.component import api_components
 from pipeline.land.connector import register as register_connector
-from pipeline.orchestrate.component import airflow_components
 from pipeline.source.feed import ensure_seeded, feed_components
+from pipeline.stack.airflow import airflow_components
 from pipeline.stack.components import core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
 from pipeline.stack.provision import describe_created, provision
@@ -132,7 +132,7 @@ def up(
     # like a one-shot init container: (re-)register the S3 sink, idempotently
     state = "registered" if register_connector(settings) else "config up to date"
     on_event(f"connector {settings.connector_name}: {state}")
-    if any(c.name.startswith("feed-") for c in workloads):
+    if any(c.name.startswith("emulator-") for c in workloads):
         on_event(f"source database: {ensure_seeded(settings)} rows ({settings.source_url})")
     _start_in_order(supervisor, workloads, states, settings, on_event, console)
 

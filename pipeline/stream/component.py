@@ -18,7 +18,8 @@ from typing import Any
 import psutil
 
 from pipeline.config import Settings
-from pipeline.workload import PRIORITY_PRODUCER, Component, pipeline_environment
+from pipeline.config.environment import settings_environment
+from pipeline.workload import PRIORITY_PRODUCER, Component
 
 HEARTBEAT_MAX_AGE_S = 15.0
 
@@ -59,10 +60,10 @@ def stream_components(settings: Settings) -> list[Component]:
     if not settings.stream_enabled:
         return []
     # Non-secret settings travel explicitly (as for the API); credentials are inherited.
-    environment = pipeline_environment(settings)
+    environment = settings_environment(settings)
     return [
         Component(
-            name="stream",
+            name="spark-stream",
             command=[
                 sys.executable,
                 "-m",

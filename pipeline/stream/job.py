@@ -58,12 +58,19 @@ from pyspark.sql.streaming.listener import (
     StreamingQueryProgress,
 )
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from pipeline.config import Settings, get_settings
+from pipeline.config.settings import stream_names
 from pipeline.lake import StreamPaths
 from pipeline.spark_session import get_spark
 from pipeline.stream.kinesis_source import ensure_kinesis_source
+from pipeline.transform.lake import (
+    add_column_if_absent,
+    create_empty,
+    insert_absent,
+    retry_write_conflicts,
+    upsert,
+)
 from pipeline.transform.schemas import SILVER_SCHEMAS, SOURCE_SCHEMAS
 from pipeline.transform.silver import (
     ARRIVAL_ORDER,
@@ -141,84 +148,34 @@ def split_batch(raw: DataFrame, table: str) -> tuple[DataFrame, DataFrame]:
     return latest.select(*stream_table_schema(table).fieldNames()), rejected_rows
 
 
-# -- Delta writes ----------------------------------------------------------------------------------
-
-
-def _is_write_conflict(error: BaseException) -> bool:
-    text = str(error)
-    return "Concurrent" in text or "DELTA_CONCURRENT" in text
-
-
-# Queries commit concurrently to the shared rejected table (different partitions); a rare
-# conflict is retried, as the MERGE is idempotent.
-_retry_conflicts = retry(
-    retry=retry_if_exception(_is_write_conflict),
-    stop=stop_after_attempt(5),
-    wait=wait_random_exponential(multiplier=0.2, max=5),
-    reraise=True,
-)
+# -- Delta writes (the helpers are the batch job's: `pipeline.transform.lake`) --------------------
 
 
 def ensure_tables(spark: SparkSession, paths: StreamPaths) -> None:
     """Create the empty tables up front, so concurrent queries never race to create one."""
-    from delta.tables import DeltaTable
-
     for table in TABLES:
-        (
-            DeltaTable.createIfNotExists(spark)
-            .location(paths.table(table))
-            .addColumns(stream_table_schema(table))
-            .execute()
-        )
+        create_empty(spark, stream_table_schema(table), paths.table(table))
         # a table written before rows carried their arrival order gains the column (nulls,
         # which any later arrival overtakes)
-        if ARRIVAL_ORDER not in spark.read.format("delta").load(paths.table(table)).columns:
-            spark.sql(
-                f"ALTER TABLE delta.`{paths.table(table)}` ADD COLUMNS ({ARRIVAL_ORDER} STRING)"
-            )
-    (
-        DeltaTable.createIfNotExists(spark)
-        .location(paths.rejected)
-        .addColumns(REJECTED_SCHEMA)
-        .partitionedBy("source")
-        .execute()
-    )
+        add_column_if_absent(spark, paths.table(table), ARRIVAL_ORDER, "STRING")
+    create_empty(spark, REJECTED_SCHEMA, paths.rejected, partitioned_by=["source"])
 
 
-@_retry_conflicts
+@retry_write_conflicts
 def merge_rows(spark: SparkSession, rows: DataFrame, path: str) -> None:
     """Insert rows of new ids; replace a held row only by a later arrival of its id.
 
     The rule for repeated ids of data contract §3.4."""
-    from delta.tables import DeltaTable
-
     later = is_later_arrival(F.col(f"source.{ARRIVAL_ORDER}"), F.col(f"target.{ARRIVAL_ORDER}"))
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("target")
-        .merge(rows.alias("source"), "target.ind = source.ind")
-        .whenMatchedUpdateAll(condition=later)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    upsert(spark, rows, path, "ind", replace_when=later)
 
 
-@_retry_conflicts
+# Queries commit concurrently to the shared rejected table (different partitions): retried.
+@retry_write_conflicts
 def insert_new_rejected(spark: SparkSession, rows: DataFrame, path: str, table: str) -> None:
     """Insert rejected records not recorded yet, matched on their Kinesis position."""
-    from delta.tables import DeltaTable
-
     # The literal partition filter keeps each query's MERGE to its own partition.
-    condition = " AND ".join(
-        [f"target.source = '{table}'", *(f"target.{name} = source.{name}" for name in RECORD_KEY)]
-    )
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("target")
-        .merge(rows.alias("source"), condition)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    insert_absent(spark, rows, path, RECORD_KEY, target_filter=f"target.source = '{table}'")
 
 
 @dataclass
@@ -637,7 +594,7 @@ def run(
 
     settings = settings or get_settings()
     prefix = prefix or settings.topic_prefix
-    streams = {table: f"streaming-{prefix}-{table}" for table in TABLES}
+    streams = stream_names(prefix)
     paths = StreamPaths(lake_root or settings.lake_uri, prefix)
     heartbeat = Heartbeat(progress_file).start()
     port = settings.stream_metrics_port if metrics_port is None else metrics_port

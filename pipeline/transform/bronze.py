@@ -1,10 +1,11 @@
 """Bronze: the landed JSON lines of each topic as Delta tables, append-only and idempotent.
 
-The landing zone (data contract §2.6) holds `<root>/topics/<topic>/partition=<p>/<object>` with one
-JSON object per line. The S3 sink names an object after the offsets it holds, so a replay rewrites
-the same name with the same lines; an offset window still open at a flush is written early and
-rewritten, under the same name, once it has grown. The unit of ingestion is therefore one version
-of one object: its path, size and modification time. A run appends only the lines of object
+The landing zone (data contract §2.6; its layout is `pipeline.landing`) holds
+`<root>/topics/<topic>/partition=<p>/<object>` with one JSON object per line. The S3 sink names an
+object after the offsets it holds, so a replay rewrites the same name with the same lines; an
+offset window still open at a flush is written early and rewritten, under the same name, once it
+has grown. The unit of ingestion is therefore one version of one object: its path, size and
+modification time. A run appends only the lines of object
 versions not ingested before, with that lineage and the ingestion time, so re-running over the
 same objects adds nothing, while a grown object is read again in full (silver keeps one row per
 `ind`, so its earlier lines do not duplicate anything downstream).
@@ -36,6 +37,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from pyspark.sql.window import Window
 
 from pipeline.lake import is_delta_table
+from pipeline.landing import PARTITION_FOLDER, topic_prefix
 from pipeline.transform.lake import create_empty, read_delta, table_version
 from pipeline.transform.schemas import CORRUPT_RECORD, with_corrupt_record
 
@@ -43,7 +45,8 @@ SOURCE_FILE = "_source_file"
 SOURCE_SIZE = "_source_size"
 SOURCE_MODIFIED = "_source_modified"
 INGESTED_AT = "_ingested_at"
-# The line's number within its object (0-based): with the object's start offset, its Kafka offset.
+# The line's number within its object (0-based): with the object's start offset, its place in
+# the partition (`silver.landed_offset`).
 SOURCE_LINE = "_source_line"
 LINEAGE_FIELDS = (
     StructField(SOURCE_FILE, StringType()),
@@ -80,11 +83,6 @@ class LandedObject:
     @property
     def folder(self) -> str:
         return self.path.rsplit("/", 1)[0]
-
-
-def landing_glob(input_root: str, topic: str) -> str:
-    """Every landed object of one topic, across its partitions."""
-    return f"{input_root.rstrip('/')}/topics/{topic}/partition=*/*"
 
 
 def bronze_schema(source_schema: StructType) -> StructType:
@@ -128,14 +126,14 @@ def _list_s3(
 
     parsed = urlparse(input_root)
     bucket, base = parsed.netloc, parsed.path.strip("/")
-    topic_prefix = f"{base}/topics/{topic}/" if base else f"topics/{topic}/"
+    topic_folder = f"{base}/{topic_prefix(topic)}" if base else topic_prefix(topic)
     s3 = boto3.client("s3", **client_kwargs)
     pages = s3.get_paginator("list_objects_v2")
     folders = [
         common["Prefix"]
-        for page in pages.paginate(Bucket=bucket, Prefix=topic_prefix, Delimiter="/")
+        for page in pages.paginate(Bucket=bucket, Prefix=topic_folder, Delimiter="/")
         for common in page.get("CommonPrefixes", [])
-        if common["Prefix"][len(topic_prefix) :].startswith("partition=")
+        if common["Prefix"][len(topic_folder) :].startswith(PARTITION_FOLDER)
     ]
     uri = f"{parsed.scheme}://{bucket}/"
     for folder in folders:
@@ -153,10 +151,10 @@ def _list_s3(
 
 def _list_folder(input_root: str, topic: str, last: Mapping[str, str]) -> Iterator[LandedObject]:
     root = Path(input_root.removeprefix("file://").removeprefix("file:"))
-    topic_folder = root / "topics" / topic
+    topic_folder = root / topic_prefix(topic)
     if not topic_folder.is_dir():
         return
-    for folder in sorted(topic_folder.glob("partition=*")):
+    for folder in sorted(topic_folder.glob(f"{PARTITION_FOLDER}*")):
         ingested = last.get(str(folder))
         for entry in os.scandir(folder):
             path = str(folder / entry.name)

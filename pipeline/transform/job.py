@@ -34,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.config import Settings, get_settings
+from pipeline.config.settings import topic_names
 from pipeline.lake import QUERY_COLUMNS, LakePaths, is_delta_table, sort_columns
 from pipeline.spark_session import get_spark, on_databricks
 from pipeline.tables import register_tables, table_name
@@ -67,11 +68,6 @@ class BatchReport:
             or self.rejected_appended
             or self.gold_rewritten
         )
-
-
-def topics_for(prefix: str) -> dict[str, str]:
-    """The landed topic of each table: `<prefix>.pin|geo|user` (data contract §2.5)."""
-    return {table: f"{prefix}.{table}" for table in TABLES}
 
 
 def _update_silver(
@@ -245,7 +241,7 @@ def run(
         spark,
         input_root or settings.landing_uri,
         lake,
-        topics_for(prefix or settings.topic_prefix),
+        topic_names(prefix or settings.topic_prefix),
         stage_gold=stage_gold,
     )
     if on_databricks():  # names in Unity Catalog persist; a local session names them on demand

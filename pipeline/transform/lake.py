@@ -1,11 +1,18 @@
-"""Delta Lake writes that commit only real changes, so re-running a job leaves tables untouched.
+"""The Delta Lake writes of both jobs, each committing only real changes, so re-running a job (or
+replaying a micro-batch) leaves tables untouched.
+
+The batch job's, which create their table on first use, even from an empty DataFrame, so readers
+downstream always find a table:
 
 - `append_absent`: append the rows whose key is not in the table yet (bronze, rejected);
 - `merge_changed`: MERGE on a key, sending only rows that differ from the table (silver);
 - `replace_if_changed`: overwrite a small derived table only when its content changed (gold).
 
-Each function creates its table on first use, even from an empty DataFrame, so readers downstream
-always find a table.
+The stream job's, on tables created up front (`create_empty`, `add_column_if_absent`):
+
+- `upsert`: MERGE on a key, a held row replaced only where a condition holds (stream tables);
+- `insert_absent`: MERGE inserting the rows whose key is not in the table (stream rejected);
+- `retry_write_conflicts`: retry such an idempotent write after a concurrent commit conflict.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
-from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql.types import StructType
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from pipeline.lake import is_delta_table
 
@@ -38,11 +46,80 @@ def _create(df: DataFrame, path: str) -> None:
     df.write.format("delta").mode("errorifexists").save(path)
 
 
-def create_empty(spark: SparkSession, schema: StructType, path: str) -> None:
-    """An empty table: one commit, no Spark job (unlike writing an empty DataFrame)."""
+def create_empty(
+    spark: SparkSession, schema: StructType, path: str, partitioned_by: Sequence[str] = ()
+) -> None:
+    """An empty table unless one is there: one commit, no Spark job (unlike writing an empty
+    DataFrame)."""
     from delta.tables import DeltaTable
 
-    DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if partitioned_by:
+        builder = builder.partitionedBy(*partitioned_by)
+    builder.execute()
+
+
+def add_column_if_absent(spark: SparkSession, path: str, name: str, sql_type: str) -> None:
+    """A table written before a column existed gains it (null in the rows it holds)."""
+    if name not in read_delta(spark, path).columns:
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS (`{name}` {sql_type})")
+
+
+def is_write_conflict(error: BaseException) -> bool:
+    text = str(error)
+    return "Concurrent" in text or "DELTA_CONCURRENT" in text
+
+
+# For writers committing concurrently to one table (the stream's queries, to different partitions
+# of the rejected table): a rare conflict is retried. Only for idempotent writes (a MERGE).
+retry_write_conflicts = retry(
+    retry=retry_if_exception(is_write_conflict),
+    stop=stop_after_attempt(5),
+    wait=wait_random_exponential(multiplier=0.2, max=5),
+    reraise=True,
+)
+
+
+def _key_matches(key: Sequence[str]) -> list[str]:
+    return [f"target.`{name}` = source.`{name}`" for name in key]
+
+
+def upsert(
+    spark: SparkSession, rows: DataFrame, path: str, key: str, replace_when: Column | None = None
+) -> None:
+    """MERGE `rows` (unique on `key`): insert new keys; replace a held row, only where
+    `replace_when` holds if given (its columns named `source.<c>` and `target.<c>`)."""
+    from delta.tables import DeltaTable
+
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("target")
+        .merge(rows.alias("source"), " AND ".join(_key_matches([key])))
+        .whenMatchedUpdateAll(condition=replace_when)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def insert_absent(
+    spark: SparkSession,
+    rows: DataFrame,
+    path: str,
+    key: Sequence[str],
+    target_filter: str | None = None,
+) -> None:
+    """MERGE inserting the rows whose `key` is not in the table yet; `target_filter` (SQL on
+    `target.<c>`) keeps the comparison to part of the table, e.g. one partition."""
+    from delta.tables import DeltaTable
+
+    condition = " AND ".join([*([target_filter] if target_filter else []), *_key_matches(key)])
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("target")
+        .merge(rows.alias("source"), condition)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
 
 
 def append_absent(spark: SparkSession, df: DataFrame, path: str, key: Sequence[str]) -> int:
@@ -79,8 +156,6 @@ def merge_changed(
     `among`: the `key` values `df` can hold (one column named `key`), so that only those rows of
     the table are compared, not all of it.
     """
-    from delta.tables import DeltaTable
-
     if not is_delta_table(spark, path):
         return append_absent(spark, df, path, [key])
     current = read_delta(spark, path).select(*df.columns)
@@ -90,14 +165,7 @@ def merge_changed(
     try:
         count = changed.count()
         if count:
-            (
-                DeltaTable.forPath(spark, path)
-                .alias("target")
-                .merge(changed.alias("source"), f"target.`{key}` = source.`{key}`")
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .execute()
-            )
+            upsert(spark, changed, path, key)
     finally:
         changed.unpersist()
     return count

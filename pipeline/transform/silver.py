@@ -274,7 +274,9 @@ _START_OFFSET = r"\+(\d+)\.json$"
 
 def landed_offset(source_file: Column, line: Column) -> Column:
     """The Kafka offset of a landed line: its object's start offset plus its line number (the S3
-    sink writes one record per line, in offset order); null for a name without an offset."""
+    sink writes one record per line, in offset order); null for a name without an offset. Where
+    commit markers of the API's transactions took offsets in its window (no line), a number below
+    the offset, still in the partition's order: what arrival order needs."""
     start = F.regexp_extract(source_file, _START_OFFSET, 1)
     offset = F.when(start != "", start.cast("bigint") + F.coalesce(line, F.lit(0)))
     return offset.cast("string")

@@ -134,10 +134,10 @@ def bring_up(settings: Settings, log: Callable[[str], None], stream_timeout_s: f
     try:
         stack.up(settings, on_event=log)
     except StackError as error:
-        if not str(error).startswith("stream did not become ready"):
+        if not str(error).startswith("spark-stream did not become ready"):
             raise
-        log(f"stream: still starting, waiting up to {stream_timeout_s:.0f}s more")
-        wait_ready(settings, component(settings, "stream"), stream_timeout_s)
+        log(f"spark-stream: still starting, waiting up to {stream_timeout_s:.0f}s more")
+        wait_ready(settings, component(settings, "spark-stream"), stream_timeout_s)
 
 
 def restart_stack(context: FaultContext) -> None:
@@ -151,7 +151,7 @@ FAULTS: dict[str, Callable[[FaultContext], None]] = {
     "kill-broker": lambda context: kill_and_restart(context, "kafka"),
     "kill-connect": lambda context: kill_and_restart(context, "connect"),
     "kill-api": lambda context: kill_and_restart(context, "api"),
-    "kill-stream": lambda context: kill_and_restart(context, "stream"),
+    "kill-stream": lambda context: kill_and_restart(context, "spark-stream"),
     "freeze-s3": freeze_s3,
     "s3-errors": s3_errors,
     # last: a stack whose S3/Kinesis keep nothing across a restart loses the lake with it

@@ -12,23 +12,21 @@ Identity of a record:
 
 from __future__ import annotations
 
+import bisect
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import boto3
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.landing import parse_object_key, topic_prefix, window_object_key
 
 Position = tuple[str, int, int]  # topic, partition, offset
 LedgerEntry = Mapping[str, Any]
-_OBJECT = re.compile(
-    r"^topics/(?P<topic>[^/]+)/partition=(?P<p>\d+)/[^/]+\+\d+\+(?P<start>\d+)\.json$"
-)
 
 
 @dataclass
@@ -82,7 +80,7 @@ def watermarks(settings: Settings) -> dict[tuple[str, int], int]:
 def read_kafka(
     settings: Settings, start: Mapping[tuple[str, int], int], end: Mapping[tuple[str, int], int]
 ) -> dict[Position, bytes]:
-    """Every record of the three topics between two watermark snapshots."""
+    """Every committed record of the three topics between two watermark snapshots."""
     consumer = _consumer(settings)
     wanted = {
         key: (start.get(key, 0), high) for key, high in end.items() if high > start.get(key, 0)
@@ -98,9 +96,18 @@ def read_kafka(
             messages = consumer.consume(num_messages=5000, timeout=1.0)
             idle = idle + 1 if not messages else 0
             for message in messages:
-                if message.error():
-                    continue
                 key = (message.topic(), message.partition())
+                error = message.error()
+                if error is not None:
+                    # read_committed ends at the last stable offset; the last offsets of a
+                    # partition are transaction markers, never delivered: its end is this event
+                    if (
+                        error.code() == KafkaError._PARTITION_EOF
+                        and key in wanted
+                        and message.offset() >= wanted[key][1]
+                    ):
+                        remaining.discard(key)
+                    continue
                 if key not in wanted or message.offset() >= wanted[key][1]:
                     continue
                 found[(key[0], key[1], message.offset())] = message.value() or b""
@@ -119,7 +126,10 @@ def _consumer(settings: Settings) -> Any:
             **settings.kafka_client_config(),
             "group.id": "pinpipe-chaos-reconcile",
             "enable.auto.commit": False,
-            "enable.partition.eof": False,
+            # only what committed counts: records of an aborted transaction (a request answered
+            # 503, or an API killed before its commit) are not there for the S3 sink either
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
             "log_level": 0,
         }
     )
@@ -164,34 +174,73 @@ def reconcile_kafka(
 
 
 def read_lake(settings: Settings, keys: Iterable[str] | None = None) -> dict[Position, list[bytes]]:
-    """Every landed line by its offset (object start + line number); all objects, or `keys`."""
+    """Every landed line by its offset (the n-th committed offset from the object's start); all
+    objects, or `keys`."""
     s3 = boto3.client("s3", **settings.boto3_kwargs("s3"))
     if keys is None:
         listed: list[str] = []
         paginator = s3.get_paginator("list_objects_v2")
         for topic in settings.topics.values():
-            for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
+            for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=topic_prefix(topic)):
                 listed += [item["Key"] for item in page.get("Contents", [])]
         keys = listed
     lines: dict[Position, list[bytes]] = defaultdict(list)
     for key in keys:
-        match = _OBJECT.match(key)
-        if match is None:
+        landed = parse_object_key(key)
+        if landed is None:
             continue
         try:
             body = s3.get_object(Bucket=settings.lake_bucket, Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey:
             continue
-        topic, partition, start = match["topic"], int(match["p"]), int(match["start"])
-        for number, line in enumerate(body.splitlines()):
-            lines[(topic, partition, start + number)].append(line)
+        topic, partition, start = landed
+        found = body.splitlines()
+        # A window holds the partition's committed records from its start offset, in order; the
+        # offsets between them (transaction markers, aborted records) hold no line.
+        offsets = committed_offsets(settings, topic, partition, start, len(found))
+        for offset, line in zip(offsets, found, strict=False):
+            lines[(topic, partition, offset)].append(line)
     return lines
+
+
+# committed data offsets read so far, per broker and partition, from offset 0 (they never change)
+_COMMITTED: dict[tuple[str, str, int], list[int]] = {}
+
+
+def committed_offsets(
+    settings: Settings, topic: str, partition: int, start: int, count: int
+) -> list[int]:
+    """The offsets of the first `count` committed records at or after `start` (fewer when the
+    partition holds fewer), read read_committed and cached."""
+    known = _COMMITTED.setdefault((settings.kafka_bootstrap_servers, topic, partition), [])
+    if len(known) - bisect.bisect_left(known, start) < count:
+        consumer = _consumer(settings)
+        try:
+            consumer.assign([TopicPartition(topic, partition, known[-1] + 1 if known else 0)])
+            idle = 0
+            while idle < 30:
+                message = consumer.poll(1.0)
+                if message is None:
+                    idle += 1
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        break
+                    continue
+                offset = message.offset()
+                if offset is not None and (not known or offset > known[-1]):
+                    known.append(offset)
+        finally:
+            consumer.close()
+    first = bisect.bisect_left(known, start)
+    return known[first : first + count]
 
 
 def window_keys(settings: Settings, positions: Iterable[Position]) -> set[str]:
     """The objects the sink writes the given offsets to (aligned windows of N records)."""
     window = settings.landing_flush_max_records
-    return {f"topics/{t}/partition={p}/{t}+{p}+{o - o % window:020d}.json" for t, p, o in positions}
+    return {window_object_key(t, p, o, window) for t, p, o in positions}
 
 
 def reconcile_lake(

@@ -425,7 +425,7 @@ def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultRes
                 if "stream" in modes:
                     # every stream stage is reconciled: the batch job gets the streaming job's core
                     try:
-                        Supervisor(settings).stop("stream")
+                        Supervisor(settings).stop("spark-stream")
                     except Exception as error:  # only slower then: the batch job still runs
                         console.print(f"[yellow]could not stop the streaming job: {error}[/]")
                 _reconcile_silver(settings, results, batch_ledgers)
@@ -445,14 +445,14 @@ def _reconcile_silver(
     """The real batch job once over everything landed, then silver per fault by id."""
     from pipeline.lake import LakePaths
     from pipeline.spark_session import get_spark
-    from pipeline.transform.job import run_batch, topics_for
+    from pipeline.transform.job import run_batch
 
     started = time.monotonic()
     spark = None
     try:
         # a Spark session only now: the faults' polling reads Delta with delta-rs
         spark = get_spark("pinpipe-chaos", settings)
-        run_batch(spark, settings.landing_uri, settings.lake_uri, topics_for(settings.topic_prefix))
+        run_batch(spark, settings.landing_uri, settings.lake_uri, settings.topics)
         paths = LakePaths(settings.lake_uri)
         uris = {table: paths.silver(table) for table in settings.topics}
         rows = reconcile.delta_ids(settings, uris)

@@ -11,42 +11,33 @@ default stack's tests (S3Proxy, kinesis-mock) cover restarts, malformed records 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from pydantic import SecretStr
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
-from pipeline.config import LocalSettings
-from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths
 from pipeline.spark_session import s3a_options
-from pipeline.stream.job import TABLES as STREAM_TABLES
-from pipeline.transform.job import TABLES as BATCH_TABLES
 from pipeline.transform.job import read_gold
-from pipeline.transform.lake import read_delta
-from tests.compose.conftest import (
-    FLUSH_INTERVAL_MS,
+from tests.support import batch_scenario
+from tests.support.compose import (
     PORT_OFFSET,
     PORTS,
     PROJECT,
     ComposeStack,
-    engine_reachable,
     post_and_land,
+    start_compose_stack,
 )
 from tests.support.spark import shared_session
 from tests.support.stream_scenario import (
-    assert_no_duplicate_ids,
-    expected_rows,
+    all_arrived,
+    assert_each_table_holds_the_ids_once,
+    assert_rows_cleaned,
     post_rows,
-    rows_by_ind,
+    stream_tables,
 )
 from tests.support.waiting import wait_for
 
@@ -66,62 +57,25 @@ ARRIVAL_TIMEOUT_S = 480
 
 @pytest.fixture(scope="module")
 def localstack_stack() -> Iterator[ComposeStack]:
-    engine_reachable()
-    folder = Path(tempfile.mkdtemp(prefix="pinpipe-compose-localstack-"))
-    out = folder / "out"
-    out.mkdir()
-    out.chmod(0o777)  # the containers' non-root user writes ledgers and results here
-    ports = {
-        key: port + LOCALSTACK_PORT_OFFSET
-        for key, port in {**PORTS, "PINPIPE_LOCALSTACK_PORT": 4567}.items()
-    }
-    settings: dict[str, object] = {
+    # the host reaches S3 and Kinesis at LocalStack's one published port
+    localstack_port = 4567 + LOCALSTACK_PORT_OFFSET
+    env = {
         "COMPOSE_PROFILES": "localstack",
         "PINPIPE_DOCKER_S3_URL": LOCALSTACK_URL,
         "PINPIPE_DOCKER_KINESIS_URL": LOCALSTACK_URL,
         "PINPIPE_LAKE_BUCKET": LAKE_BUCKET,
-        "PINPIPE_LANDING_FLUSH_INTERVAL_MS": FLUSH_INTERVAL_MS,
-        **ports,
     }
-    env_file = folder / "compose.env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-    # the host reaches S3 and Kinesis at LocalStack's one published port
-    host = LocalSettings(
-        run_dir=folder / "run",
-        kafka_port=ports["PINPIPE_KAFKA_PORT"],
-        connect_port=ports["PINPIPE_CONNECT_PORT"],
-        s3_port=ports["PINPIPE_LOCALSTACK_PORT"],
-        kinesis_port=ports["PINPIPE_LOCALSTACK_PORT"],
-        api_port=ports["PINPIPE_API_PORT"],
-        airflow_port=ports["PINPIPE_AIRFLOW_PORT"],
-        stream_metrics_port=ports["PINPIPE_STREAM_METRICS_PORT"],
-        topic_prefix="pinpipe",
+    with start_compose_stack(
+        LOCALSTACK_PROJECT,
+        LOCALSTACK_PORT_OFFSET,
+        env,
+        SERVICES,
+        extra_ports={"PINPIPE_LOCALSTACK_PORT": 4567},
+        s3_port=localstack_port,
+        kinesis_port=localstack_port,
         lake_bucket=LAKE_BUCKET,
-        lake_root="",
-        landing_flush_interval_ms=FLUSH_INTERVAL_MS,
-        aws_region="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key=SecretStr("test"),
-        api_keys=[],
-        spark_driver_memory="1g",
-    )
-    stack = ComposeStack(env_file=env_file, host=host, out=out, project=LOCALSTACK_PROJECT)
-    try:
-        up = stack.command("up", "--wait", "--wait-timeout", "900", *SERVICES)
-        started = subprocess.run(up, capture_output=True, text=True, timeout=2400)
-        if started.returncode != 0:
-            pytest.fail(
-                "the compose stack on LocalStack did not become healthy:\n"
-                f"{(started.stdout + started.stderr)[-3000:]}\n{stack.diagnostics()}"
-            )
+    ) as stack:
         yield stack
-    finally:
-        subprocess.run(
-            stack.command("down", "--volumes", "--remove-orphans", "--timeout", "30"),
-            capture_output=True,
-            timeout=600,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -189,46 +143,23 @@ def test_batch_job_on_localstack_puts_every_acknowledged_record_in_silver_and_fi
     lake: SparkSession,
 ) -> None:
     ledger, results = batch_results
-    assert list(results) == list(QUERY_COLUMNS)
-    for query_id, rows in results.items():
-        assert rows, f"{query_id}: no rows"
-        assert all(list(row) == list(QUERY_COLUMNS[query_id]) for row in rows), query_id
+    batch_scenario.assert_results_json(results)
     host = localstack_stack.host
-    gold = read_gold(lake, host.lake_uri)
-    assert len(gold) == 9 and all(gold.values()), {name: len(rows) for name, rows in gold.items()}
-    paths = LakePaths(host.lake_uri)
-    for table in BATCH_TABLES:
-        silver = {
-            row["ind"] for row in read_delta(lake, paths.silver(table)).select("ind").collect()
-        }
-        acknowledged = {entry["id"] for entry in ledger if entry["table"] == table}
-        assert acknowledged, f"no {table} record in the ledger"
-        missing = sorted(acknowledged - silver)
-        assert not missing, f"{table}: {len(missing)} acknowledged ids missing: {missing[:10]}"
-
-
-def stream_table(lake: SparkSession, host: LocalSettings, name: str) -> DataFrame:
-    return lake.read.format("delta").load(StreamPaths(host.lake_uri, host.topic_prefix).table(name))
+    batch_scenario.assert_gold_filled(read_gold(lake, host.lake_uri))
+    batch_scenario.assert_every_acknowledged_id_in_silver(lake, host.lake_uri, ledger)
 
 
 def test_stream_job_on_localstack_writes_each_posted_row_once_cleaned(
     localstack_stack: ComposeStack, lake: SparkSession
 ) -> None:
     host = localstack_stack.host
+    read = stream_tables(lake, host.lake_uri, host.topic_prefix)
     post_rows(host, STREAM_IDS + STREAM_IDS[:10])  # ten ids twice
-
-    def arrived() -> bool:
-        return all(
-            len(rows_by_ind(stream_table(lake, host, name), STREAM_IDS)) == len(STREAM_IDS)
-            for name in STREAM_TABLES
-        )
-
-    wait_for(arrived, ARRIVAL_TIMEOUT_S, "the posted rows in the stream tables", interval_s=3)
-    for name in STREAM_TABLES:
-        frame = stream_table(lake, host, name)
-        found = rows_by_ind(frame, STREAM_IDS)
-        assert sorted(found) == STREAM_IDS, name
-        assert all(len(rows) == 1 for rows in found.values()), name
-        assert_no_duplicate_ids(frame)
-        for ind, rows in found.items():
-            assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"
+    wait_for(
+        all_arrived(read, STREAM_IDS),
+        ARRIVAL_TIMEOUT_S,
+        "the posted rows in the stream tables",
+        interval_s=3,
+    )
+    assert_each_table_holds_the_ids_once(read, STREAM_IDS)
+    assert_rows_cleaned(read, STREAM_IDS)

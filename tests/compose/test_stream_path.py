@@ -1,57 +1,48 @@
 """The stream layer on the compose stack: rows posted through the API container's Kinesis
-endpoints, cleaned by the long-running spark-stream service into Delta tables on the emulator's
-S3, read back from the host. As on the local target (tests/integration/test_stream.py): exactly
-N rows per table, cleaned as data contract §3 says, malformed records rejected while later rows
-still arrive; the job's container SIGKILLed mid-stream and started again → still exactly N, and the
-restart resumed from its checkpoints."""
+endpoints, cleaned by the long-running spark-stream service into Delta tables on the compose
+S3 server, read back from the host. As on the local target (tests/integration/test_stream.py):
+exactly N rows per table, cleaned as data contract §3 says, malformed records rejected while later
+rows still arrive; the job's container SIGKILLed mid-stream and started again → still exactly N,
+and the restart resumed from its checkpoints."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
-from pipeline.lake import StreamPaths
-from pipeline.stream.job import TABLES, stream_table_schema
-from tests.compose.conftest import ComposeStack
+from pipeline.stream.job import TABLES
+from tests.support.compose import ComposeStack
 from tests.support.stream_scenario import (
-    MALFORMED,
-    assert_no_duplicate_ids,
-    expected_rows,
+    ALL_IDS,
+    FIRST_IDS,
+    KILL_IDS,
+    LATER_IDS,
+    KeepPosting,
+    TableReader,
+    all_arrived,
+    assert_columns_are_the_contracts,
+    assert_each_table_holds_the_ids_once,
+    assert_malformed_records_rejected,
+    assert_rows_cleaned,
     post_rows,
     put_malformed,
     records_in_streams,
-    rows_by_ind,
+    stream_tables,
 )
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
-FIRST_IDS = list(range(5_000_000, 5_000_060))
-LATER_IDS = list(range(5_000_060, 5_000_100))
-ALL_IDS = FIRST_IDS + LATER_IDS
-KILL_IDS = list(range(6_000_000, 6_000_150))
 ARRIVAL_TIMEOUT_S = 480
 
 
-def table(spark: SparkSession, stack: ComposeStack, name: str) -> DataFrame:
-    paths = StreamPaths(stack.host.lake_uri, stack.host.topic_prefix)
-    path = paths.rejected if name == "rejected" else paths.table(name)
-    return spark.read.format("delta").load(path)
-
-
-def all_arrived(spark: SparkSession, stack: ComposeStack, ids: list[int]) -> Callable[[], bool]:
-    def arrived() -> bool:
-        return all(len(rows_by_ind(table(spark, stack, name), ids)) == len(ids) for name in TABLES)
-
-    return arrived
+def tables(spark: SparkSession, stack: ComposeStack) -> TableReader:
+    return stream_tables(spark, stack.host.lake_uri, stack.host.topic_prefix)
 
 
 def heartbeat(stack: ComposeStack) -> dict[str, Any]:
@@ -65,33 +56,19 @@ def heartbeat(stack: ComposeStack) -> dict[str, Any]:
 def first_rows(compose_stack: ComposeStack, spark: SparkSession) -> ComposeStack:
     # 60 ids, ten of them twice, then records no table can read, then 40 new ids and ids
     # already written (duplicates across micro-batches).
+    read = tables(spark, compose_stack)
     post_rows(compose_stack.host, FIRST_IDS + FIRST_IDS[:10])
     put_malformed(compose_stack.host)
-    wait_for(
-        all_arrived(spark, compose_stack, FIRST_IDS),
-        ARRIVAL_TIMEOUT_S,
-        "the first rows",
-        interval_s=3,
-    )
+    wait_for(all_arrived(read, FIRST_IDS), ARRIVAL_TIMEOUT_S, "the first rows", interval_s=3)
     post_rows(compose_stack.host, LATER_IDS + FIRST_IDS[20:30])
-    wait_for(
-        all_arrived(spark, compose_stack, LATER_IDS),
-        ARRIVAL_TIMEOUT_S,
-        "the later rows",
-        interval_s=3,
-    )
+    wait_for(all_arrived(read, LATER_IDS), ARRIVAL_TIMEOUT_S, "the later rows", interval_s=3)
     return compose_stack
 
 
 def test_each_table_holds_exactly_the_posted_ids_once(
     first_rows: ComposeStack, spark: SparkSession
 ) -> None:
-    for name in TABLES:
-        frame = table(spark, first_rows, name)
-        found = rows_by_ind(frame, ALL_IDS)
-        assert sorted(found) == ALL_IDS, f"{name}: missing {sorted(set(ALL_IDS) - set(found))}"
-        assert all(len(rows) == 1 for rows in found.values()), name
-        assert_no_duplicate_ids(frame)
+    assert_each_table_holds_the_ids_once(tables(spark, first_rows), ALL_IDS)
 
 
 def test_progress_is_published_as_prometheus_metrics(first_rows: ComposeStack) -> None:
@@ -112,75 +89,44 @@ def test_progress_is_published_as_prometheus_metrics(first_rows: ComposeStack) -
 
 
 def test_values_are_cleaned_as_the_spec_says(first_rows: ComposeStack, spark: SparkSession) -> None:
-    for name in TABLES:
-        frame = table(spark, first_rows, name)
-        # Data contract §3 columns, then each row's arrival order (its Kinesis sequence number)
-        assert frame.columns == stream_table_schema(name).fieldNames()
-        for ind, rows in rows_by_ind(frame, ALL_IDS).items():
-            assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"
+    read = tables(spark, first_rows)
+    assert_columns_are_the_contracts(read)
+    assert_rows_cleaned(read, ALL_IDS)
 
 
 def test_malformed_records_are_rejected_and_later_rows_still_arrive(
     first_rows: ComposeStack, spark: SparkSession
 ) -> None:
-    prefix = first_rows.host.topic_prefix
-    rejected = table(spark, first_rows, "rejected").collect()
-    for name, (data, reason) in MALFORMED.items():
-        ours = [row for row in rejected if row["source"] == name and row["record"] == data.decode()]
-        assert len(ours) == 1, f"{name}: {ours}"
-        assert ours[0]["reason"] == reason
-        assert ours[0]["_stream"] == f"streaming-{prefix}-{name}"
-        assert ours[0]["_sequence_number"]
-    for name in TABLES:
-        found = rows_by_ind(table(spark, first_rows, name), LATER_IDS)
-        assert sorted(found) == LATER_IDS, name
+    read = tables(spark, first_rows)
+    assert_malformed_records_rejected(read, first_rows.host.topic_prefix)
+    assert_each_table_holds_the_ids_once(read, LATER_IDS)
 
 
 def test_killed_container_restarts_from_its_checkpoints_without_loss_or_duplicates(
     first_rows: ComposeStack, spark: SparkSession
 ) -> None:
     stack = first_rows
-    posted: list[int] = []
-    errors: list[BaseException] = []
-
-    def keep_posting() -> None:
-        try:
-            for first in range(0, len(KILL_IDS), 10):
-                chunk = KILL_IDS[first : first + 10]
-                post_rows(stack.host, chunk + chunk[:2])  # with duplicates
-                posted.extend(chunk)
-                time.sleep(0.4)
-        except BaseException as error:  # reported by the test thread
-            errors.append(error)
-
-    poster = threading.Thread(target=keep_posting)
-    poster.start()
+    poster = KeepPosting(stack.host, KILL_IDS).start()
     try:
         # mid-stream: records are arriving, micro-batches are committing
         wait_for(
-            lambda: len(posted) >= 60 or not poster.is_alive(), 180, "records posted", interval_s=3
+            lambda: len(poster.posted) >= 60 or not poster.is_alive(),
+            180,
+            "records posted",
+            interval_s=3,
         )
         stack.run("kill", "--signal", "SIGKILL", "spark-stream")
     finally:
         poster.join(300)
-    assert not errors, errors
-    assert len(posted) == len(KILL_IDS)
+    poster.assert_all_posted()
     in_streams = records_in_streams(stack.host)
 
     stack.run("up", "--wait", "--wait-timeout", "600", "--no-deps", "spark-stream")
-    wait_for(
-        all_arrived(spark, stack, KILL_IDS),
-        ARRIVAL_TIMEOUT_S,
-        "rows after the restart",
-        interval_s=3,
-    )
+    read = tables(spark, stack)
+    wait_for(all_arrived(read, KILL_IDS), ARRIVAL_TIMEOUT_S, "rows after the restart", interval_s=3)
     resumed = heartbeat(stack)["queries"]
+    assert_each_table_holds_the_ids_once(read, KILL_IDS)
+    assert_rows_cleaned(read, KILL_IDS)
     for name in TABLES:
-        frame = table(spark, stack, name)
-        found = rows_by_ind(frame, KILL_IDS)
-        assert sorted(found) == KILL_IDS, f"{name}: missing {sorted(set(KILL_IDS) - set(found))}"
-        assert_no_duplicate_ids(frame)
-        for ind, rows in found.items():
-            assert rows[0] == expected_rows(ind)[name]
         # The restart resumed from the checkpoint: it read less than the whole stream.
         assert 0 < resumed[name]["input_rows"] < in_streams[name], (name, resumed, in_streams)

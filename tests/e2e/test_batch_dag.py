@@ -23,15 +23,15 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
 from pipeline.lake import QUERY_COLUMNS, LakePaths
-from pipeline.landing import landed_topics, not_landed, read_ledger
-from pipeline.orchestrate.component import AIRFLOW, airflow_environment
+from pipeline.landing import landed_topics, read_ledger
 from pipeline.orchestrate.dag import DAG_ID
 from pipeline.source import database
 from pipeline.source.emulator import EmulationConfig, run_emulation
 from pipeline.source.loader import seed_database
-from pipeline.transform.job import TABLES, read_gold, run_batch
+from pipeline.stack.airflow import AIRFLOW, airflow_environment
+from pipeline.transform.job import read_gold
 from pipeline.transform.lake import read_delta
-from tests.support.waiting import wait_for
+from tests.support import batch_scenario
 from tests.support.webhook import Webhook
 
 # a DAG run and a Spark job each take minutes on a busy 2-core machine
@@ -98,19 +98,13 @@ def ledger(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[di
         concurrency=4,
         records_per_request=10,
     )
-    summary = run_emulation(engine, config)
-    engine.dispose()
-    assert summary.accepted == summary.sent > 0 and summary.rejected == summary.failed == 0
-    entries = read_ledger(folder / "ledger.jsonl")
-    assert len(entries) == summary.accepted
-    wait_for(
-        lambda: not not_landed(stack, entries),
-        stack.landing_flush_interval_ms / 1000 + 120,
-        "every acknowledged record to land",
-        interval_s=2,
-        on_timeout=lambda: f"{len(not_landed(stack, entries))} acknowledged records never landed",
-    )
-    return entries
+
+    def post() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        summary = run_emulation(engine, config)
+        engine.dispose()
+        return summary.as_dict(), read_ledger(folder / "ledger.jsonl")
+
+    return batch_scenario.post_and_land(stack, post)
 
 
 @pytest.fixture(scope="module")
@@ -149,11 +143,8 @@ def dag_run(ledger: list[dict[str, Any]], dag_environment: DagEnvironment) -> Se
 def test_the_dag_computes_what_the_batch_job_computes_on_the_same_landed_data(
     dag_run: Settings, spark: SparkSession
 ) -> None:
-    direct_lake = f"s3a://{dag_run.lake_bucket}/direct-lake"
-    run_batch(spark, dag_run.landing_uri, direct_lake, dag_run.topics)
-    from_dag = read_gold(spark, dag_run.lake_uri)
-    assert len(from_dag) == 9 and all(from_dag.values())
-    assert from_dag == read_gold(spark, direct_lake)
+    direct = batch_scenario.gold_computed_directly(spark, dag_run, "direct-lake")
+    batch_scenario.assert_gold_as_computed_directly(spark, dag_run.lake_uri, direct)
 
 
 def test_the_dag_writes_its_report_into_the_lake(dag_run: Settings) -> None:
@@ -175,14 +166,7 @@ def test_the_dag_writes_its_report_into_the_lake(dag_run: Settings) -> None:
 def test_no_acknowledged_record_is_missing_from_silver(
     dag_run: Settings, ledger: list[dict[str, Any]], spark: SparkSession
 ) -> None:
-    paths = LakePaths(dag_run.lake_uri)
-    for table in TABLES:
-        rows = read_delta(spark, paths.silver(table)).select("ind").collect()
-        silver = {row["ind"] for row in rows}
-        acknowledged = {entry["id"] for entry in ledger if entry["table"] == table}
-        assert acknowledged, f"no {table} record in the ledger"
-        missing = sorted(acknowledged - silver)
-        assert not missing, f"{table}: {len(missing)} acknowledged ids missing: {missing[:10]}"
+    batch_scenario.assert_every_acknowledged_id_in_silver(spark, dag_run.lake_uri, ledger)
 
 
 def test_a_failing_quality_check_fails_the_dag_run(
@@ -238,4 +222,4 @@ def test_a_failing_quality_check_fails_the_dag_run(
     webhook.server.shutdown()
     alerts = [alert for alert in webhook.received if alert["task_id"] == "check_data_quality"]
     # the operator's error names the failed command: the quality job
-    assert alerts and "pipeline/orchestrate/quality.py" in alerts[0]["reason"], webhook.received
+    assert alerts and "pipeline/transform/quality.py" in alerts[0]["reason"], webhook.received

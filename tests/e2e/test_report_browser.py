@@ -20,9 +20,10 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.config.settings import topic_names
 from pipeline.lake import QUERY_COLUMNS
-from pipeline.orchestrate import quality
-from pipeline.transform.job import run_batch, topics_for
+from pipeline.transform import quality
+from pipeline.transform.job import run_batch
 from tests.support.landed_data import (
     EXPECTED_RESULTS,
     FIRST_LANDING,
@@ -61,7 +62,7 @@ def real_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> R
     root = tmp_path_factory.mktemp("report")
     landing, lake = root / "landing", str(root / "lake")
     write_folder(landing, landed_objects(PREFIX, FIRST_LANDING, broken=True))
-    run_batch(spark, str(landing), lake, topics_for(PREFIX))
+    run_batch(spark, str(landing), lake, topic_names(PREFIX))
     quality.run(lake)
     quality.run(lake)
     ledger = root / "ledger.jsonl"

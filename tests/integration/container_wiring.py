@@ -25,6 +25,8 @@ from typing import Any
 
 import boto3
 
+from pipeline.config.settings import stream_names, topic_names
+from pipeline.landing import topic_prefix
 from tests.support.dockerfiles import ROOT, Dockerfile, parse_dockerfile
 
 STARTED: list[subprocess.Popen[bytes]] = []
@@ -199,12 +201,12 @@ def count_landed(config: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], **kwargs)
     landed = {}
     for table in ("pin", "geo", "user"):
-        listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"topics/{prefix}.{table}/")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=topic_prefix(topic_names(prefix)[table]))
         landed[table] = len(listed.get("Contents", []))
     kinesis = boto3.client("kinesis", endpoint_url=env["AWS_ENDPOINT_URL_KINESIS"], **kwargs)
     streamed = {}
     for table in ("pin", "geo", "user"):
-        stream = f"streaming-{prefix}-{table}"
+        stream = stream_names(prefix)[table]
         total = 0
         for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
             iterator = kinesis.get_shard_iterator(

@@ -1,5 +1,5 @@
 """The ingestion API of the running stack (gunicorn on the test port) against the real broker and
-the S3/Kinesis emulator: success and error shapes, records readable where the API says they are,
+the S3 and Kinesis servers: success and error shapes, records readable where the API says they are,
 and nothing written for a rejected request."""
 
 from __future__ import annotations

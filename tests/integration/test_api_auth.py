@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from pipeline.config import Settings
 from pipeline.ingest.app import create_app, ingest_of
-from tests.support.api import KAFKA_JSON, geo_row, read_kafka
+from tests.support.api import KAFKA_JSON, apart, geo_row, read_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ KEYS = ["first-key", "second-key"]
 
 @pytest.fixture(scope="module")
 def client(stack: Settings) -> Iterator[FlaskClient]:
-    app = create_app(stack.model_copy(update={"api_keys": KEYS}))
+    app = create_app(apart(stack.model_copy(update={"api_keys": KEYS})))
     yield app.test_client()
     ingest_of(app).close()
 
@@ -62,7 +62,8 @@ def test_each_configured_key_is_accepted(client: FlaskClient, stack: Settings, k
     topic = stack.topics["geo"]
     response = _produce(client, topic, {"x-api-key": key})
     assert response.status_code == 200, response.text
-    entry = response.json["offsets"][0]  # type: ignore[index]
+    assert response.json is not None
+    entry = response.json["offsets"][0]
     assert read_kafka(stack, topic, entry["partition"], entry["offset"]) == (None, geo_row(121))
 
 

@@ -1,4 +1,4 @@
-"""The API's limits against the real broker and Kinesis emulator of the stack: record sizes as the
+"""The API's limits against the real broker and Kinesis server of the stack: record sizes as the
 producer and the broker count them, records per request, and Kinesis's request size."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pipeline.ingest.kafka import MAX_KEY_AND_VALUE_BYTES
 from pipeline.ingest.schemas import MAX_KINESIS_REQUEST_BYTES
 from tests.support.api import (
     KAFKA_JSON,
+    apart,
     assert_error,
     geo_row,
     high_watermarks,
@@ -121,7 +122,7 @@ def test_produce_takes_at_most_the_record_limit(stack: Settings) -> None:
 
 
 def test_record_limit_follows_the_setting(stack: Settings) -> None:
-    app = create_app(stack.model_copy(update={"api_max_records": 2}))
+    app = create_app(apart(stack.model_copy(update={"api_max_records": 2})))
     try:
         client = app.test_client()
         url = f"/topics/{stack.topics['geo']}"
@@ -153,7 +154,7 @@ def test_put_records_takes_at_most_500_records(stack: Settings) -> None:
 def test_put_records_over_5_mib_in_all_is_413(stack: Settings) -> None:
     """Kinesis takes at most 5 MiB of data + partition keys per PutRecords; reachable when the
     API's body limit is raised above it."""
-    app = create_app(stack.model_copy(update={"api_max_body_bytes": 16 * 2**20}))
+    app = create_app(apart(stack.model_copy(update={"api_max_body_bytes": 16 * 2**20})))
     stream = stack.streams["pin"]
     big = {**pin_row(331), "description": "d" * 10_000, "tag_list": "t" * 10_000}
     count = MAX_KINESIS_REQUEST_BYTES // 20_000 + 10

@@ -23,6 +23,7 @@ from pipeline.ingest.kafka import KafkaDelivery, OutgoingRecord
 from pipeline.stack.components import kafka_ready
 from pipeline.stack.supervisor import Supervisor
 from tests.support.api import (
+    apart,
     api_process,
     assert_error,
     geo_row,
@@ -75,7 +76,7 @@ def test_broker_stopped_gives_503_quickly_and_recovers_without_restart(stack: Se
 
 
 def test_kinesis_unreachable_gives_503_and_recovers(stack: Settings) -> None:
-    """An API whose Kinesis endpoint is down (a private emulator, so the stack's stays up)."""
+    """An API whose Kinesis endpoint is down (a private moto server, so the stack's stays up)."""
     port = free_port()
     settings = stack.model_copy(
         update={"kinesis_endpoint_url": f"http://127.0.0.1:{port}", "api_timeout_s": 2.0}
@@ -93,14 +94,14 @@ def test_kinesis_unreachable_gives_503_and_recovers(stack: Settings) -> None:
     assert elapsed < settings.api_timeout_s + 3, elapsed
     assert client.get("/readyz").status_code == 503
 
-    emulator = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    emulator.start()
+    kinesis_server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    kinesis_server.start()
     try:
-        emulator_client = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
-        emulator_client.create_stream(StreamName=stream, ShardCount=1)
+        kinesis_client = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
+        kinesis_client.create_stream(StreamName=stream, ShardCount=1)
         wait_for(
             lambda: (
-                emulator_client.describe_stream_summary(StreamName=stream)[
+                kinesis_client.describe_stream_summary(StreamName=stream)[
                     "StreamDescriptionSummary"
                 ]["StreamStatus"]
                 == "ACTIVE"
@@ -113,24 +114,40 @@ def test_kinesis_unreachable_gives_503_and_recovers(stack: Settings) -> None:
         assert response.status_code == 200, response.text
         assert response.json is not None and response.json["SequenceNumber"]
     finally:
-        emulator.stop()
+        kinesis_server.stop()
         ingest_of(app).close()
 
 
-def test_close_flushes_records_still_in_flight(stack: Settings) -> None:
-    delivery = KafkaDelivery(stack)
+def test_close_commits_the_transaction_it_holds(stack: Settings) -> None:
+    """Graceful shutdown with a group between produce and commit: close() lets the transaction
+    thread commit it, and the request gets its offsets."""
+    delivery = KafkaDelivery(apart(stack))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(60)
+
+    delivery.before_commit = hold
     topic = stack.topics["geo"]
-    batch = delivery.send(
-        topic,
-        [OutgoingRecord(value=b'{"ind": 101}'), OutgoingRecord(value=b'{"ind": 102}')],
-        deadline=time.monotonic() + 10,
+    outcome: dict[str, Any] = {}
+    records = [OutgoingRecord(value=b'{"ind": 101}'), OutgoingRecord(value=b'{"ind": 102}')]
+    producing = threading.Thread(
+        target=lambda: outcome.update(offsets=delivery.produce(topic, records)), daemon=True
     )
+    producing.start()
+    assert held.wait(60), "the transaction thread never reached the commit"
+    closing = threading.Thread(
+        target=lambda: outcome.update(undelivered=delivery.close()), daemon=True
+    )
+    closing.start()
+    release.set()
+    closing.join(90)
+    producing.join(90)
 
-    assert delivery.close() == 0
-
-    assert batch.done.is_set()  # delivered by close(), nobody waited for it before
-    offsets = delivery.wait(topic, batch, deadline=time.monotonic())
-    for number, (partition, offset) in zip((101, 102), offsets, strict=True):
+    assert outcome["undelivered"] == 0
+    for number, (partition, offset) in zip((101, 102), outcome["offsets"], strict=True):
+        # read_kafka reads read_committed (librdkafka's default): committed, so there
         assert read_kafka(stack, topic, partition, offset) == (None, {"ind": number})
 
 

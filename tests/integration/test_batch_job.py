@@ -20,16 +20,17 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 import typer
 from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from pipeline.config import get_settings
+from pipeline.config.settings import topic_names
 from pipeline.lake import LakePaths
+from pipeline.landing import object_key
 from pipeline.transform.cli import register
 from pipeline.transform.gold import QUERIES
-from pipeline.transform.job import TABLES, BatchReport, read_gold, run_batch, topics_for
+from pipeline.transform.job import TABLES, BatchReport, read_gold, run_batch
 from pipeline.transform.lake import read_delta, table_version
 from tests.support.landed_data import (
     BROKEN_LINES,
@@ -41,7 +42,7 @@ from tests.support.landed_data import (
     landed_objects,
     write_folder,
 )
-from tests.support.ports import free_port
+from tests.support.moto import PLAIN_MOTO, moto_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JOB_FILE = PROJECT_ROOT / "pipeline" / "transform" / "job.py"
@@ -83,7 +84,7 @@ def first_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> 
     landing, lake = root / "landing", str(root / "lake")
     write_folder(landing, landed_objects(PREFIX, FIRST_LANDING, broken=True))
 
-    report = run_batch(spark, str(landing), lake, topics_for(PREFIX))
+    report = run_batch(spark, str(landing), lake, topic_names(PREFIX))
 
     # Captured now: a later test lands more objects in the same folder.
     paths = LakePaths(lake)
@@ -112,7 +113,7 @@ def test_first_run_cleans_and_computes_the_expected_results(first_run: FirstRun)
     assert {row["source"]: row["reason"] for row in first_run.rejected} == EXPECTED_REASONS
     rejected = {row["source"]: row for row in first_run.rejected}
     assert rejected["pin"]["record"] == BROKEN_LINES["pin"]
-    assert rejected["user"]["_source_file"].endswith(f"{PREFIX}.user+0+0000000000.json")
+    assert rejected["user"]["_source_file"].endswith(object_key(f"{PREFIX}.user", 0, 0))
     pin_4 = first_run.pin_4
     assert (pin_4["poster_name"], pin_4["follower_count"], pin_4["tag_list"]) == (None,) * 3
     assert pin_4["save_location"] == "/data/travel"
@@ -124,7 +125,7 @@ def test_second_run_changes_nothing(spark: SparkSession, first_run: FirstRun) ->
     versions = delta_versions(spark, first_run.lake)
     bronze_rows = read_delta(spark, LakePaths(first_run.lake).bronze("pin")).count()
 
-    report = run_batch(spark, str(first_run.landing), first_run.lake, topics_for(PREFIX))
+    report = run_batch(spark, str(first_run.landing), first_run.lake, topic_names(PREFIX))
 
     assert not report.changed_anything, report
     assert delta_versions(spark, first_run.lake) == versions
@@ -169,7 +170,7 @@ def test_new_landed_objects_add_only_their_rows(spark: SparkSession, first_run: 
     rejected_before = read_delta(spark, paths.rejected).count()
     write_folder(first_run.landing, landed_objects(PREFIX, SECOND_LANDING, broken=False))
 
-    report = run_batch(spark, str(first_run.landing), first_run.lake, topics_for(PREFIX))
+    report = run_batch(spark, str(first_run.landing), first_run.lake, topic_names(PREFIX))
 
     # The new object's 2 lines and the grown object's 5, read again in full.
     assert report.bronze_appended == {"pin": 7, "geo": 7, "user": 7}
@@ -209,35 +210,9 @@ def test_new_landed_objects_add_only_their_rows(spark: SparkSession, first_run: 
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    moto_server = Path(sys.executable).parent / "moto_server"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"moto_server exited with {process.returncode} on port {port}")
-            try:
-                requests.get(url, timeout=5)
-                break
-            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer
-                if time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {url} within 30 s")
-                time.sleep(0.2)
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_server(PLAIN_MOTO, tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -23,11 +23,7 @@ import base64
 import io
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +34,6 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
 import pytest
-import requests
 from botocore.awsrequest import AWSResponse
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.compute import InstanceProfile
@@ -50,6 +45,7 @@ from pipeline.deploy.aws import Aws, connect
 from pipeline.deploy.errors import DeployError
 from pipeline.deploy.run import Deployer, LocalArtifacts
 from pipeline.deploy.stage import StageConfig, StageState
+from tests.support.moto import moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -149,38 +145,10 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _free_port() -> int:
-    for port in range(25_000, 32_000, 7):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise RuntimeError("no free loopback port for moto server")
-
-
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # importing moto's services is slow on a busy machine
-    while True:
-        try:
-            requests.get(f"{url}/moto-api/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    with moto_server(MOTO_SERVER, tmp_path_factory.mktemp("moto")) as url:
+        yield url
 
 
 # -- Databricks: a loopback workspace that accepts only what the SDK's request types hold ----

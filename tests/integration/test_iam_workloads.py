@@ -31,10 +31,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,9 +45,10 @@ from pipeline.config import Settings
 from pipeline.deploy import components, stacks, templates
 from pipeline.deploy.stage import StageConfig, StageState
 from pipeline.ingest.kinesis import KinesisDelivery
-from pipeline.landing import landed_topics
+from pipeline.landing import LANDING_PREFIX, landed_topics, object_key, topic_prefix
 from pipeline.orchestrate.alerts import publish_to_sns
 from pipeline.stack.provision import ensure_bucket, ensure_streams
+from tests.support.moto import moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -106,30 +103,8 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.fixture(scope="module")
 def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto-iam") / "moto.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120  # importing moto's services is slow on a busy machine
-    while True:
-        try:
-            requests.get(f"{url}/moto-api/", timeout=1)
-            break
-        except requests.ConnectionError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    with moto_server(MOTO_SERVER, tmp_path_factory.mktemp("moto-iam")) as url:
+        yield url
 
 
 @contextmanager
@@ -191,7 +166,7 @@ def stage(moto_url: str) -> Stage:
     }
     # what the workloads find there: landed objects, the job code, the secrets
     for topic in ("pin", "geo", "user"):
-        key = f"topics/pinpipe.{topic}/partition=0/pinpipe.{topic}+0+{0:020d}.json"
+        key = object_key(f"pinpipe.{topic}", 0, 0)
         s3.put_object(Bucket=lake, Key=key, Body=b'{"ind": 1}\n')
     s3.put_object(
         Bucket=lake, Key="lake/silver/pin/_delta_log/00000000000000000000.json", Body=b"{}"
@@ -332,7 +307,7 @@ def databricks_jobs(settings: Settings) -> None:
     s3.get_object(Bucket=artifacts, Key="wheels/0123/pinpipe-0.1.0-py3-none-any.whl")
     s3.get_object(Bucket=artifacts, Key="code/0123/pipeline/transform/job.py")
     # batch job: read the landing zone, write Delta tables (objects, overwrites, multipart)
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=lake, Prefix="topics/")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=lake, Prefix=f"{LANDING_PREFIX}/")
     keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
     s3.get_object(Bucket=lake, Key=keys[0])
     s3.get_bucket_location(Bucket=lake)
@@ -360,15 +335,15 @@ def databricks_jobs(settings: Settings) -> None:
 
 def s3_sink_lands_records(settings: Settings) -> None:
     s3, lake = client(settings, "s3"), settings.lake_bucket
-    key = "topics/pinpipe.pin/partition=1/pinpipe.pin+1+00000000000000000000.json"
+    key = object_key("pinpipe.pin", 1, 0)
     s3.get_bucket_location(Bucket=lake)
     s3.put_object(Bucket=lake, Key=key, Body=b'{"index": 1}\n')
     s3.get_object(Bucket=lake, Key=key)
     upload = s3.create_multipart_upload(Bucket=lake, Key=key)
     s3.list_parts(Bucket=lake, Key=key, UploadId=upload["UploadId"])
     s3.abort_multipart_upload(Bucket=lake, Key=key, UploadId=upload["UploadId"])
-    s3.list_objects_v2(Bucket=lake, Prefix="topics/pinpipe.pin/")
-    s3.list_multipart_uploads(Bucket=lake, Prefix="topics/")
+    s3.list_objects_v2(Bucket=lake, Prefix=topic_prefix("pinpipe.pin"))
+    s3.list_multipart_uploads(Bucket=lake, Prefix=f"{LANDING_PREFIX}/")
 
 
 @dataclass(frozen=True)
@@ -383,6 +358,9 @@ NOT_EMULATED = {
     "ConnectToTheStagesCluster": "MSK IAM auth (kafka-cluster:*) is not emulated",
     "ProduceToThePrefixTopics": "MSK IAM auth (kafka-cluster:*) is not emulated",
     "CreateThePrefixTopics": "MSK IAM auth (kafka-cluster:*) is not emulated",
+    "UseTheApisTransactionalId": "MSK IAM auth (kafka-cluster:*) is not emulated",
+    "ReadTheApiRequestsTopic": "MSK IAM auth (kafka-cluster:*) is not emulated",
+    "ReadItWithoutCommittingOffsets": "MSK IAM auth (kafka-cluster:*) is not emulated",
     "ReadThePrefixTopicsWriteTheDeadLetterTopic": "MSK IAM auth is not emulated",
     "ConnectorConsumerGroups": "MSK IAM auth is not emulated",
     "PullTheApiImage": "docker pulls from ECR on the host",

@@ -26,8 +26,9 @@ from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
 from pipeline.lake import LakePaths, StreamPaths
+from pipeline.landing import topic_prefix
 from pipeline.stream.job import TABLES
-from pipeline.transform.job import run_batch, topics_for
+from pipeline.transform.job import run_batch
 from pipeline.transform.lake import read_delta
 from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
 from tests.support.stream_scenario import expected_rows, rows_by_ind, source_rows
@@ -83,7 +84,7 @@ def landed_lines(settings: Settings) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
     for table, topic in settings.topics.items():
         pages = s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"
+            Bucket=settings.lake_bucket, Prefix=topic_prefix(topic)
         )
         for page in pages:
             for item in page.get("Contents", []):
@@ -141,7 +142,7 @@ def batch_rows(spark: SparkSession, settings: Settings) -> dict[str, dict[int, A
         on_timeout=lambda: f"landed: {landed_lines(settings)}",
     )
     lake = f"s3a://{settings.lake_bucket}/repeated-ids-tests/{uuid.uuid4().hex[:8]}/lake"
-    run_batch(spark, settings.landing_uri, lake, topics_for(settings.topic_prefix))
+    run_batch(spark, settings.landing_uri, lake, settings.topics)
     result = {}
     for table in TABLES:
         found = rows_by_ind(read_delta(spark, LakePaths(lake).silver(table)), IDS)

@@ -1,4 +1,4 @@
-"""The foundation's stack against its real processes: broker, Connect, S3/Kinesis emulator."""
+"""The foundation's stack against its real processes: broker, Connect, S3 and Kinesis servers."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
         assert first.returncode == 0, first.stdout + first.stderr
         pids_before = {p.pid for p in _stack_processes(tmp_path / "run")}
         assert all(_listening(p) for p in PORTS.values() if p != PORTS["airflow"])
-        assert "feed-batch: ready" in first.stdout and "feed-stream: ready" in first.stdout
+        assert "emulator-batch: ready" in first.stdout and "emulator-stream: ready" in first.stdout
         assert _topic_records(PORTS["kafka"]) > 0 or _wait_for_records(PORTS["kafka"])
 
         second = _pinpipe(env, "up")

@@ -70,7 +70,7 @@ def test_down_stops_producers_first_each_by_its_stop_signal() -> None:
         up = _pinpipe(env, "up")
         assert up.returncode == 0, up.stdout + up.stderr
         start_order = STARTING_LINE.findall(up.stdout)
-        assert {"api", "kafka", "connect", "feed-batch", "feed-stream"} <= set(start_order)
+        assert {"api", "kafka", "connect", "emulator-batch", "emulator-stream"} <= set(start_order)
     finally:
         down = _pinpipe(env, "down")
     assert down.returncode == 0, down.stdout + down.stderr
@@ -80,7 +80,7 @@ def test_down_stops_producers_first_each_by_its_stop_signal() -> None:
     # one line per component, wave by wave: feeds, then the API, Connect, the broker, storage
     order = [name for name, _, _ in stopped]
     assert sorted(order) == sorted(start_order), down.stdout
-    assert max(order.index("feed-batch"), order.index("feed-stream")) < order.index("api")
+    assert max(order.index("emulator-batch"), order.index("emulator-stream")) < order.index("api")
     assert order.index("api") < order.index("connect") < order.index("kafka")
     assert order.index("kafka") < min(order.index("s3"), order.index("kinesis"))
     # each ended on its stop signal (a JVM exits 143 on SIGTERM): none needed supervisord's SIGKILL

@@ -177,7 +177,7 @@ def test_stream_progress_shows_the_rows_of_the_last_micro_batch(
         )
         batches = stream_batches(stack)
         assert all(0 < b.input_rows <= len(ids) * 3 and b.batch_id >= 0 for b in batches), batches
-        lines = health_lines(stack, running={"stream"})
+        lines = health_lines(stack, running={"spark-stream"})
         assert "stream job, last micro-batch with input per table:" in lines, lines
         assert any(line.startswith("  pin: batch ") and " rows, input " in line for line in lines)
         # the same progress as Prometheus metrics, where the heartbeat says they are served

@@ -1,6 +1,6 @@
 """The streaming job end to end: rows posted through the ingestion API's Kinesis endpoints, the
 job (`pinpipe stream`, a real subprocess with its own Spark driver) cleaning them into Delta
-tables on the emulator's S3, read back with Spark.
+tables on the stack's S3 server, read back with Spark.
 
 - N rows per table, with duplicates within and across micro-batches → exactly N rows per table,
   cleaned as data contract §3 says; malformed records (put straight into Kinesis: the API refuses
@@ -14,44 +14,42 @@ ids; the streams are the test stack's, shared with other tests, so assertions lo
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from pipeline.config import Settings
-from pipeline.lake import StreamPaths
-from pipeline.stream.job import TABLES, stream_table_schema
+from pipeline.stream.job import TABLES
 from tests.support.stream_job import JOB_START_TIMEOUT_S, StreamJobProcess, new_job
 from tests.support.stream_scenario import (
-    MALFORMED,
-    assert_no_duplicate_ids,
-    expected_rows,
+    ALL_IDS,
+    FIRST_IDS,
+    KILL_IDS,
+    LATER_IDS,
+    KeepPosting,
+    TableReader,
+    assert_columns_are_the_contracts,
+    assert_each_table_holds_the_ids_once,
+    assert_malformed_records_rejected,
+    assert_rows_cleaned,
     post_rows,
     put_malformed,
     records_in_streams,
-    rows_by_ind,
+    stream_tables,
 )
 
 # Generous bounds: a Spark driver and its first micro-batches on a busy two-core machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
-def table(spark: SparkSession, job: StreamJobProcess, name: str) -> DataFrame:
-    paths = StreamPaths(job.lake, "test")
-    path = paths.rejected if name == "rejected" else paths.table(name)
-    return spark.read.format("delta").load(path)
+def tables(spark: SparkSession, job: StreamJobProcess, stack: Settings) -> TableReader:
+    return stream_tables(spark, job.lake, stack.topic_prefix)
 
 
 # -- scenario 1: N rows, duplicates, malformed records ---------------------------------------------
-
-FIRST_IDS = list(range(5_000_000, 5_000_060))
-LATER_IDS = list(range(5_000_060, 5_000_100))
-ALL_IDS = FIRST_IDS + LATER_IDS
 
 
 @dataclass
@@ -83,64 +81,36 @@ def first_run(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def test_each_table_holds_exactly_the_posted_ids_once(
-    first_run: FirstRun, spark: SparkSession
+    first_run: FirstRun, stack: Settings, spark: SparkSession
 ) -> None:
-    for name in TABLES:
-        frame = table(spark, first_run.job, name)
-        found = rows_by_ind(frame, ALL_IDS)
-        assert sorted(found) == ALL_IDS, f"{name}: missing {sorted(set(ALL_IDS) - set(found))}"
-        assert all(len(rows) == 1 for rows in found.values()), name
-        assert_no_duplicate_ids(frame)
+    assert_each_table_holds_the_ids_once(tables(spark, first_run.job, stack), ALL_IDS)
     # every record posted (including the duplicates) went through the job
     assert all(rows >= len(ALL_IDS) + 20 for rows in first_run.report["input_rows"].values())
 
 
-def test_values_are_cleaned_as_the_spec_says(first_run: FirstRun, spark: SparkSession) -> None:
-    for name in TABLES:
-        frame = table(spark, first_run.job, name)
-        # Data contract §3 columns, then each row's arrival order (its Kinesis sequence number)
-        assert frame.columns == stream_table_schema(name).fieldNames()
-        for ind, rows in rows_by_ind(frame, ALL_IDS).items():
-            assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"
+def test_values_are_cleaned_as_the_spec_says(
+    first_run: FirstRun, stack: Settings, spark: SparkSession
+) -> None:
+    read = tables(spark, first_run.job, stack)
+    assert_columns_are_the_contracts(read)
+    assert_rows_cleaned(read, ALL_IDS)
 
 
 def test_malformed_records_are_rejected_and_later_rows_still_arrive(
-    first_run: FirstRun, spark: SparkSession
+    first_run: FirstRun, stack: Settings, spark: SparkSession
 ) -> None:
-    rejected = table(spark, first_run.job, "rejected").collect()
-    for name, (data, reason) in MALFORMED.items():
-        ours = [row for row in rejected if row["source"] == name and row["record"] == data.decode()]
-        assert len(ours) == 1, f"{name}: {ours}"
-        assert ours[0]["reason"] == reason
-        assert ours[0]["_stream"] == f"streaming-test-{name}"
-        assert ours[0]["_sequence_number"]
-    for name in TABLES:
-        found = rows_by_ind(table(spark, first_run.job, name), LATER_IDS)
-        assert sorted(found) == LATER_IDS, name
+    read = tables(spark, first_run.job, stack)
+    assert_malformed_records_rejected(read, stack.topic_prefix)
+    assert_each_table_holds_the_ids_once(read, LATER_IDS)
 
 
 # -- scenario 2: killed mid-stream, restarted ------------------------------------------------------
-
-KILL_IDS = list(range(6_000_000, 6_000_150))
 
 
 def test_killed_job_restarts_from_its_checkpoints_without_loss_or_duplicates(
     stack: Settings, spark: SparkSession, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     job = new_job(stack, tmp_path_factory)
-    posted: list[int] = []
-    errors: list[BaseException] = []
-
-    def keep_posting() -> None:
-        try:
-            for first in range(0, len(KILL_IDS), 10):
-                chunk = KILL_IDS[first : first + 10]
-                post_rows(stack, chunk + chunk[:2])  # with duplicates
-                posted.extend(chunk)
-                time.sleep(0.4)
-        except BaseException as error:  # reported by the test thread
-            errors.append(error)
-
     post_rows(stack, KILL_IDS[:10])
     job.start("--timeout", "1200")
     try:
@@ -149,15 +119,13 @@ def test_killed_job_restarts_from_its_checkpoints_without_loss_or_duplicates(
             JOB_START_TIMEOUT_S,
             "the first micro-batches",
         )
-        poster = threading.Thread(target=keep_posting)
-        poster.start()
+        poster = KeepPosting(stack, KILL_IDS).start()
         # mid-stream: records are arriving, micro-batches are committing
-        job.wait_for(lambda: len(posted) >= 60, 120, "more records posted")
+        job.wait_for(lambda: len(poster.posted) >= 60, 120, "more records posted")
         before_kill = job.input_rows()
         job.kill()
         poster.join(120)
-        assert not errors, errors
-        assert len(posted) == len(KILL_IDS)
+        poster.assert_all_posted()
         in_streams = records_in_streams(stack)
 
         job.start("--until-idle", "10", "--timeout", "900")
@@ -165,13 +133,10 @@ def test_killed_job_restarts_from_its_checkpoints_without_loss_or_duplicates(
     finally:
         job.kill()
 
+    read = tables(spark, job, stack)
+    assert_each_table_holds_the_ids_once(read, KILL_IDS)
+    assert_rows_cleaned(read, KILL_IDS)
     for name in TABLES:
-        frame = table(spark, job, name)
-        found = rows_by_ind(frame, KILL_IDS)
-        assert sorted(found) == KILL_IDS, f"{name}: missing {sorted(set(KILL_IDS) - set(found))}"
-        assert_no_duplicate_ids(frame)
-        for ind, rows in found.items():
-            assert rows[0] == expected_rows(ind)[name]
         # The restart resumed from the checkpoint: it read less than the whole stream, and at
         # least what arrived after the last batch the first run committed.
         assert 0 < report["input_rows"][name] < in_streams[name], (name, report, in_streams)

@@ -113,7 +113,7 @@ def read_kafka(settings: Settings, topic: str, partition: int, offset: int) -> t
             assert message.error() is None, message.error()
             assert (message.partition(), message.offset()) == (partition, offset)
             key = message.key()
-            return (json.loads(key) if key else None), json.loads(message.value())
+            return (json.loads(key) if key else None), json.loads(message.value() or b"")
         raise AssertionError(f"no message at {topic}[{partition}]@{offset}")
     finally:
         reader.close()
@@ -177,8 +177,12 @@ def assert_error(response: requests.Response, status: int, code: int) -> dict[st
 def api_process(
     settings: Settings, log_path: Path, **environment: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`pinpipe api` (gunicorn) on a free port with extra PINPIPE_* settings; SIGTERM at exit."""
+    """`pinpipe api` (gunicorn) on a free port with extra PINPIPE_* settings; SIGTERM at exit.
+
+    Its Kafka transactional.id is its own (unless `PINPIPE_API_TRANSACTIONAL_ID` is given), so it
+    does not fence the stack's API, which has the same topic prefix."""
     port = free_port()
+    environment.setdefault("PINPIPE_API_TRANSACTIONAL_ID", f"{settings.topic_prefix}-api-{port}")
     env = {**os.environ, **environment, "PINPIPE_API_PORT": str(port)}
     env.pop("PINPIPE_API_URL", None)
     url = f"http://127.0.0.1:{port}"
@@ -209,3 +213,11 @@ def api_process(
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def apart(settings: Settings) -> Settings:
+    """`settings` with a transactional.id of its own, for an API built in the test process: the
+    same id as the stack's API would fence it (and be fenced by it) at each transaction."""
+    return settings.model_copy(
+        update={"api_transactional_id": f"{settings.topic_prefix}-api-test-{uuid.uuid4().hex[:8]}"}
+    )

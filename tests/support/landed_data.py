@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.settings import topic_names
+from pipeline.landing import object_key
 from pipeline.transform.job import TABLES
 from pipeline.transform.silver import (
     REASON_MALFORMED_JSON,
@@ -136,12 +138,12 @@ def landed_objects(
     """Object key → JSON lines, for each table, in the S3 sink's layout."""
     objects: dict[str, str] = {}
     for table in TABLES:
-        topic = f"{prefix}.{table}"
+        topic = topic_names(prefix)[table]
         for (partition, offset), inds in inds_by_object.items():
             lines = [json.dumps(record(table, ind)) for ind in inds]
             if broken and (partition, offset) == (0, 0):
                 lines.append(BROKEN_LINES[table])
-            key = f"topics/{topic}/partition={partition}/{topic}+{partition}+{offset:010d}.json"
+            key = object_key(topic, partition, offset)
             objects[key] = "\n".join(lines) + "\n"
     return objects
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import boto3
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.landing import topic_prefix
+from tests.support.waiting import wait_for
 
 
 # -- reading the lake ---------------------------------------------------------------------------
@@ -21,7 +24,7 @@ def landed_objects(settings: Settings, topic: str) -> dict[str, list[bytes]]:
         objects: dict[str, list[bytes]] = {}
         paginator = s3.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=f"topics/{topic}/"):
+            for page in paginator.paginate(Bucket=settings.lake_bucket, Prefix=topic_prefix(topic)):
                 for item in page.get("Contents", []):
                     response = s3.get_object(Bucket=settings.lake_bucket, Key=item["Key"])
                     objects[item["Key"]] = response["Body"].read().splitlines()
@@ -30,11 +33,6 @@ def landed_objects(settings: Settings, topic: str) -> dict[str, list[bytes]]:
             continue
         return objects
     raise AssertionError(f"objects of {topic} kept vanishing between listing and reading")
-
-
-def object_key(topic: str, partition: int, offset: int, window: int) -> str:
-    start = offset - offset % window
-    return f"topics/{topic}/partition={partition}/{topic}+{partition}+{start:020d}.json"
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
@@ -47,6 +45,37 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         }
     finally:
         consumer.close()
+
+
+def record_offsets(settings: Settings, topic: str) -> dict[int, list[int]]:
+    """The offsets of the committed records of `topic` per partition, ascending: what the sink
+    lands. Read `read_committed`, so neither aborted records nor the commit markers of the API's
+    transactions, which take offsets too, are among them."""
+    ends = end_offsets(settings, topic)
+    consumer = Consumer(
+        {
+            **settings.kafka_client_config(),
+            "group.id": f"landing-test-{uuid.uuid4().hex[:6]}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+    found: dict[int, list[int]] = {p: [] for p in ends}
+
+    def read_to_the_end() -> bool:
+        message = consumer.poll(1)
+        if message is not None and not message.error():
+            found[int(message.partition() or 0)].append(int(message.offset() or 0))
+        positions = consumer.position([TopicPartition(topic, p) for p in ends])
+        at = {position.partition: position.offset for position in positions}
+        return all(end == 0 or at[p] >= end for p, end in ends.items())
+
+    try:
+        wait_for(read_to_the_end, 120, f"{topic} read to its end", interval_s=0)
+    finally:
+        consumer.close()
+    return {p: sorted(offsets) for p, offsets in found.items()}
 
 
 def landed_line_count(settings: Settings, topics: list[str]) -> int:

@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
+from tests.support.waiting import wait_for
 
 # Generous: a Spark driver and its first micro-batches on a busy two-core machine.
 JOB_START_TIMEOUT_S = 480
@@ -67,17 +68,23 @@ class StreamJobProcess:
         state = self.progress() or {"queries": {}}
         return {table: int(q["input_rows"]) for table, q in state["queries"].items()}
 
-    def wait_for(self, condition: Any, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
+    def wait_for(self, condition: Callable[[], object], timeout_s: float, what: str) -> None:
+        """`wait_for` while the job runs: fails at once if it exits, kills it on a timeout."""
+
+        def met() -> bool:
+            if condition():
+                return True
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"stream job exited ({self.process.returncode}) while waiting for "
                             f"{what}:\n{self.log_tail()}")  # fmt: skip
-            if time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"timed out waiting for {what}:\n{self.log_tail()}")
-            time.sleep(0.5)
+            return False
+
+        def killed_log_tail() -> str:
+            self.kill()
+            return self.log_tail()
+
+        wait_for(met, timeout_s, what, interval_s=0.5, on_timeout=killed_log_tail)
 
     def wait_exit(self, timeout_s: float) -> dict[str, Any]:
         """Wait for the job to stop by itself; its final report (the last output line)."""

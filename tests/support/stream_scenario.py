@@ -1,23 +1,42 @@
-"""The stream layer's scenario, shared by the local stack's test (tests/integration/test_stream.py)
-and the compose stack's (tests/compose): rows of known quirks posted through the API's Kinesis
-endpoints, what data contract §3 makes of them, malformed records put straight into Kinesis, and
-checks on the Delta tables the streaming job writes."""
+"""The stream layer's scenario, written once for the local stack's test
+(tests/integration/test_stream.py) and the compose stack's (tests/compose/test_stream_path.py,
+test_localstack.py): rows of known quirks posted through the API's Kinesis endpoints, what data
+contract §3 makes of them, malformed records put straight into Kinesis, a poster that keeps
+posting while the job is killed, and the checks on the Delta tables the streaming job writes.
+
+A tier passes its stack handle: the host's `Settings` to post with, and a `TableReader` for the
+tables its job writes (`stream_tables`, over the lake root that job writes to)."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import boto3
 import requests
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.config import Settings
-from pipeline.stream.job import TABLES
+from pipeline.config.settings import stream_names
+from pipeline.lake import StreamPaths
+from pipeline.stream.job import TABLES, stream_table_schema
 from pipeline.transform.silver import ARRIVAL_ORDER, REASON_MALFORMED_JSON, REASON_MISSING_ID
 
 Row = dict[str, Any]
+# A stream table by name (pin, geo, user, or rejected), as the target's job wrote it.
+TableReader = Callable[[str], DataFrame]
+
+# 60 ids posted first (ten of them twice), then malformed records, then 40 new ids and ids
+# already written (duplicates across micro-batches).
+FIRST_IDS = list(range(5_000_000, 5_000_060))
+LATER_IDS = list(range(5_000_060, 5_000_100))
+ALL_IDS = FIRST_IDS + LATER_IDS
+# posted while the job is killed and started again
+KILL_IDS = list(range(6_000_000, 6_000_150))
 
 
 # -- rows and what data contract §3 makes of them ------------------------------------------------
@@ -199,3 +218,96 @@ def rows_by_ind(frame: DataFrame, ids: list[int]) -> dict[int, list[Row]]:
 def assert_no_duplicate_ids(frame: DataFrame) -> None:
     duplicated = frame.groupBy("ind").count().where("count > 1").collect()
     assert duplicated == [], f"ids written more than once: {duplicated[:10]}"
+
+
+def stream_tables(spark: SparkSession, lake_root: str, prefix: str) -> TableReader:
+    """The tables the stream job with topic prefix `prefix` writes under `lake_root`."""
+    paths = StreamPaths(lake_root, prefix)
+
+    def read(name: str) -> DataFrame:
+        path = paths.rejected if name == "rejected" else paths.table(name)
+        return spark.read.format("delta").load(path)
+
+    return read
+
+
+def all_arrived(read: TableReader, ids: list[int]) -> Callable[[], bool]:
+    """A condition: every table holds a row of each of `ids`."""
+
+    def arrived() -> bool:
+        return all(len(rows_by_ind(read(name), ids)) == len(ids) for name in TABLES)
+
+    return arrived
+
+
+# -- the checks ------------------------------------------------------------------------------------
+
+
+def assert_each_table_holds_the_ids_once(read: TableReader, ids: list[int]) -> None:
+    for name in TABLES:
+        frame = read(name)
+        found = rows_by_ind(frame, ids)
+        assert sorted(found) == ids, f"{name}: missing {sorted(set(ids) - set(found))}"
+        assert all(len(rows) == 1 for rows in found.values()), name
+        assert_no_duplicate_ids(frame)
+
+
+def assert_rows_cleaned(read: TableReader, ids: list[int]) -> None:
+    """Each id's row is what data contract §3 makes of what was posted."""
+    for name in TABLES:
+        for ind, rows in rows_by_ind(read(name), ids).items():
+            assert rows[0] == expected_rows(ind)[name], f"{name} {ind}"
+
+
+def assert_columns_are_the_contracts(read: TableReader) -> None:
+    """Data contract §3 columns, then each row's arrival order (its Kinesis sequence number)."""
+    for name in TABLES:
+        assert read(name).columns == stream_table_schema(name).fieldNames()
+
+
+def assert_malformed_records_rejected(read: TableReader, prefix: str) -> None:
+    """Each malformed record once in the rejected table, with its reason and its stream."""
+    rejected = read("rejected").collect()
+    streams = stream_names(prefix)
+    for name, (data, reason) in MALFORMED.items():
+        ours = [row for row in rejected if row["source"] == name and row["record"] == data.decode()]
+        assert len(ours) == 1, f"{name}: {ours}"
+        assert ours[0]["reason"] == reason
+        assert ours[0]["_stream"] == streams[name]
+        assert ours[0]["_sequence_number"]
+
+
+class KeepPosting:
+    """Posts `ids` ten at a time (each chunk with two of them again), 0.4 s apart, in a thread:
+    records keep arriving while the job is killed. `posted`: the ids posted so far."""
+
+    def __init__(self, settings: Settings, ids: list[int]) -> None:
+        self.settings = settings
+        self.ids = ids
+        self.posted: list[int] = []
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._post)
+
+    def _post(self) -> None:
+        try:
+            for first in range(0, len(self.ids), 10):
+                chunk = self.ids[first : first + 10]
+                post_rows(self.settings, chunk + chunk[:2])  # with duplicates
+                self.posted.extend(chunk)
+                time.sleep(0.4)
+        except BaseException as error:  # reported by the test thread
+            self.errors.append(error)
+
+    def start(self) -> KeepPosting:
+        self.thread.start()
+        return self
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout_s: float) -> None:
+        self.thread.join(timeout_s)
+
+    def assert_all_posted(self) -> None:
+        assert not self.errors, self.errors
+        assert len(self.posted) == len(self.ids)

@@ -28,7 +28,7 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture(scope="module")
-def aws_emulator() -> Iterator[str]:
+def moto_server() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -75,10 +75,10 @@ def test_a_failure_is_logged_and_posted_to_the_webhook(
     assert "silver.pin" in body["text"]
 
 
-def test_a_failure_is_published_to_the_sns_topic(aws_emulator: str) -> None:
-    settings = Settings(aws_endpoint_url=aws_emulator, aws_region="us-east-1")
+def test_a_failure_is_published_to_the_sns_topic(moto_server: str) -> None:
+    settings = Settings(aws_endpoint_url=moto_server, aws_region="us-east-1")
     sns = boto3.client("sns", **settings.boto3_kwargs("sns"))
-    sqs = boto3.client("sqs", **settings.boto3_kwargs("sns"))  # same emulator
+    sqs = boto3.client("sqs", **settings.boto3_kwargs("sns"))  # same moto server
     topic = sns.create_topic(Name="pinpipe-alarms")["TopicArn"]
     queue = sqs.create_queue(QueueName="alarm-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][

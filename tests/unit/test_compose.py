@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -18,7 +19,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from pipeline.config.settings import DockerSettings
+from pipeline.config.environment import variable_name
+from pipeline.config.settings import DockerSettings, Settings
 from tests.support.dockerfiles import (
     ROOT,
     command_problem,
@@ -377,6 +379,39 @@ def test_pipeline_containers_run_the_docker_target_with_dummy_credentials(env_fi
         assert environment["AWS_ACCESS_KEY_ID"] == environment["AWS_SECRET_ACCESS_KEY"] == "test"
 
 
+# Variables compose itself reads, never a container: images and their tag, ports published only
+# by compose services, the endpoint choice (passed on as AWS_ENDPOINT_URL_S3/_KINESIS) and the
+# broker's cluster id (KAFKA_CLUSTER_ID of the Kafka image).
+COMPOSE_ONLY_VARIABLES = {
+    "PINPIPE_PYTHON_IMAGE",
+    "PINPIPE_MAVEN_IMAGE",
+    "PINPIPE_NODE_IMAGE",
+    "PINPIPE_IMAGE_TAG",
+    "PINPIPE_KAFKA_UI_PORT",
+    "PINPIPE_LOCALSTACK_PORT",
+    "PINPIPE_DOCKER_S3_URL",
+    "PINPIPE_DOCKER_KINESIS_URL",
+    "PINPIPE_KAFKA_CLUSTER_ID",
+}
+
+
+def test_every_pinpipe_variable_is_a_setting_or_compose_only(env_file: Path) -> None:
+    """What a container reads is a Settings field (one name, documented, in pipeline.env); what
+    the compose file interpolates is too, unless compose alone reads it."""
+    settings_variables = {
+        variable
+        for name, field in Settings.model_fields.items()
+        for variable in (f"PINPIPE_{name.upper()}", variable_name(name))
+    }
+    for name, service in services(ALL_PROFILES, env_file).items():
+        read = {key for key in service.get("environment", {}) if key.startswith("PINPIPE_")}
+        assert read <= settings_variables, f"{name} reads {read - settings_variables}"
+    interpolated = set(re.findall(r"\$\{(PINPIPE_\w+)", COMPOSE_FILE.read_text()))
+    assert interpolated - settings_variables <= COMPOSE_ONLY_VARIABLES, (
+        interpolated - settings_variables - COMPOSE_ONLY_VARIABLES
+    )
+
+
 def test_containers_publish_ports_on_loopback_only(env_file: Path) -> None:
     for name, service in services(ALL_PROFILES, env_file).items():
         for port in service.get("ports", []):
@@ -473,7 +508,7 @@ AIRFLOW_CONTAINER_KEYS = {
 
 @pytest.mark.parametrize("name", ["airflow", "airflow-scheduler", "airflow-dag-processor"])
 def test_airflow_runs_with_the_local_stacks_settings(name: str, env_file: Path) -> None:
-    from pipeline.orchestrate.component import airflow_environment
+    from pipeline.stack.airflow import airflow_environment
 
     service = services(ALL_PROFILES, env_file)[name]
     ours = {

@@ -131,7 +131,7 @@ def test_local_and_docker_targets_run_spark_jobs_with_spark_submit(
     quality = dag.get_task("check_data_quality")
     assert isinstance(batch, SparkSubmitOperator) and isinstance(quality, SparkSubmitOperator)
     assert batch.application == str(PROJECT_ROOT / "pipeline/transform/job.py")
-    assert quality.application == str(PROJECT_ROOT / "pipeline/orchestrate/quality.py")
+    assert quality.application == str(PROJECT_ROOT / "pipeline/transform/quality.py")
     assert Path(batch.application).is_file() and Path(quality.application).is_file()
     assert batch.application_args == [
         "--input",
@@ -191,7 +191,7 @@ def test_aws_target_runs_spark_jobs_on_databricks(target: pytest.MonkeyPatch) ->
         ),
         (
             "check_data_quality",
-            "pipeline/orchestrate/quality.py",
+            "pipeline/transform/quality.py",
             [
                 *("--lake", "s3a://prod-lake/lake", "--window-start", WINDOW_START),
                 *("--window-end", WINDOW_END, "--staged"),

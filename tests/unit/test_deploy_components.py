@@ -101,7 +101,7 @@ def test_components_wait_for_the_stage(clean_env: None) -> None:
 
 def test_mwaa_startup_script_exports_what_the_dag_reads(state: StageState, clean_env: None) -> None:
     state.config.databricks_cluster_id = "0101-123456-abcdefgh"
-    script = components.startup_script(components.mwaa_env(state))
+    script = components.startup_script(state)
     exported = dict(
         line.removeprefix("export ").split("=", 1)
         for line in script.splitlines()

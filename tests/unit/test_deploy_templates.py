@@ -180,7 +180,15 @@ def test_kafka_permissions_are_scoped_to_the_stage_cluster_and_prefix() -> None:
                 text = resource["Fn::Sub"]
                 assert "/${MskClusterName}/" in text, statement["Sid"]
                 if ":topic/" in text:
-                    assert text.endswith(("/${TopicPrefix}.*", "/__amazon_msk_connect_*"))
+                    assert text.endswith(
+                        (
+                            "/${TopicPrefix}.*",
+                            "/${TopicPrefix}.api-requests",
+                            "/__amazon_msk_connect_*",
+                        )
+                    )
+                if ":transactional-id/" in text:
+                    assert text.endswith("/${TopicPrefix}-api"), statement["Sid"]
 
 
 # -- storage ---------------------------------------------------------------------------------

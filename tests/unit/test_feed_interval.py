@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,3 +53,34 @@ def test_the_stack_feeds_log_an_interval_summary(tmp_path: Path) -> None:
         command = component.command
         assert "--no-progress" in command
         assert command[command.index("--log-every") + 1] == str(FEED_LOG_EVERY_S)
+
+
+def test_a_compose_emulator_with_the_feed_off_idles_until_stopped(tmp_path: Path) -> None:
+    """`python -m pipeline.source.feed` (the compose services): 0 ids/s stays up, stops clean."""
+    environment = {
+        **os.environ,
+        "PINPIPE_FEED_IDS_PER_SECOND": "0",
+        "PINPIPE_RUN_DIR": str(tmp_path),
+    }
+    feed = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.source.feed", "batch"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert feed.stdout is not None
+    assert "emulator-batch: off" in feed.stdout.readline()
+    assert feed.poll() is None, "an idle feed keeps running"
+    feed.send_signal(signal.SIGTERM)
+    assert feed.wait(timeout=60) == 0
+
+
+def test_the_feed_module_names_its_modes() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.source.feed", "kafka"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "batch|stream" in result.stderr

@@ -1,4 +1,4 @@
-"""The Python `kinesis` source against a real Kinesis emulator (a moto server started here).
+"""The Python `kinesis` source against a real Kinesis API (a moto server started here).
 
 The reader is driven the way Spark drives it (`initialOffset`, `latestOffset`, `partitions`,
 `read`, and `partitions(last, last)` after a restart), then once through Spark itself.

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.lake import QUERY_COLUMNS
-from pipeline.orchestrate.quality import Check, DataQualityError, gold_checks, run, silver_checks
+from pipeline.transform.quality import Check, DataQualityError, gold_checks, run, silver_checks
 
 SILVER_COLUMNS = "ind INT, country STRING"
 

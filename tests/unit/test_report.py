@@ -24,7 +24,6 @@ from pipeline.lake import QUERY_COLUMNS, LakePaths, StreamPaths
 from pipeline.report import charts
 from pipeline.report.collect import ReportData, collect
 from pipeline.report.lake import delta_rs_uri, s3_location, storage_options
-from pipeline.report.paths import quality_history_path, report_path
 from pipeline.report.render import cell, render
 from tests.support.landed_data import EXPECTED_RESULTS
 
@@ -66,8 +65,8 @@ def lake(tmp_path: Path) -> Path:
         ],
     )
     write(stream.table("pin"), [{"ind": 1}, {"ind": 2}])
-    write(quality_history_path(str(root)), quality_rows("second", RUN_2, dup_passes=False))
-    write(quality_history_path(str(root)), quality_rows("first", RUN_1, dup_passes=True))
+    write(LakePaths(str(root)).quality_checks, quality_rows("second", RUN_2, dup_passes=False))
+    write(LakePaths(str(root)).quality_checks, quality_rows("first", RUN_1, dup_passes=True))
     landing = tmp_path / "landing" / "topics" / f"{PREFIX}.pin" / "partition=0"
     landing.mkdir(parents=True)
     (landing / "a.json").write_text("{}\n{}\n")
@@ -259,7 +258,7 @@ def test_cells_read_like_numbers() -> None:
 
 
 def test_locations_and_s3_options() -> None:
-    assert report_path("s3a://lake-bucket/lake/", date(2026, 1, 2)) == (
+    assert LakePaths("s3a://lake-bucket/lake/").report(date(2026, 1, 2)) == (
         "s3a://lake-bucket/lake/reports/2026-01-02/index.html"
     )
     assert delta_rs_uri("s3a://b/lake/gold/q1") == "s3://b/lake/gold/q1"

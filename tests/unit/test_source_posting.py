@@ -42,6 +42,12 @@ def test_batch_request_follows_rest_proxy_v2() -> None:
     assert (request.method, request.url) == ("POST", "http://api:8000/topics/p.geo")
     assert request.headers["Content-Type"] == KAFKA_JSON
     assert request.headers["x-api-key"] == "k"
+    key = request.headers["Idempotency-Key"]
+    assert key.startswith('"') and key.endswith('"') and len(key) == 38  # a quoted UUID
+    other = build_request("batch", "http://api:8000/", "p.geo", records(2), api_key="k")
+    assert other.headers["Idempotency-Key"] != key  # one key per request
+    given = build_request("batch", "http://api", "p.geo", records(1), idempotency_key="abc")
+    assert given.headers["Idempotency-Key"] == '"abc"'
     body = json.loads(request.body)
     assert body == {"records": [{"key": str(r.row_id), "value": r.value} for r in records(2)]}
     assert body["records"][0]["value"]["timestamp"] == "2020-08-28T03:52:47"

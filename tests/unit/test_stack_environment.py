@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from pipeline.config import LocalSettings
-from pipeline.workload import pipeline_environment
+from pipeline.config.environment import settings_environment
 
 
 def test_workloads_get_the_settings_but_no_secret(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_workloads_get_the_settings_but_no_secret(tmp_path: Path) -> None:
         aws_secret_access_key=SecretStr("very-secret"),
         airflow_db_url=SecretStr("postgresql://airflow:pw@db/airflow"),
     )
-    environment = pipeline_environment(settings)
+    environment = settings_environment(settings)
     assert environment["PINPIPE_TOPIC_PREFIX"] == "shop"
     assert environment["PINPIPE_KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
     assert environment["PINPIPE_RUN_DIR"] == str(tmp_path)

@@ -120,6 +120,6 @@ def test_stopped_components_are_named_not_probed(tmp_path: Path) -> None:
     assert health_lines(settings, running=set()) == [
         "sink lag: kafka is not running",
         "S3 sink connector: connect is not running",
-        "stream job: stream is not running",
-        "daily DAG: airflow-api is not running",
+        "stream job: spark-stream is not running",
+        "daily DAG: airflow is not running",
     ]

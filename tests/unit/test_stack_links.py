@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import LocalSettings
-from pipeline.orchestrate.component import PASSWORDS_FILE, login_hint
+from pipeline.stack.airflow import PASSWORDS_FILE, login_hint
 from pipeline.stack.links import print_links, print_whole, stack_links
 from pipeline.stack.provision import describe_created
 from pipeline.stream.component import progress_path
@@ -35,7 +35,7 @@ def test_links_of_running_components(tmp_path: Path) -> None:
             }
         )
     )
-    running = {"api", "s3", "kinesis", "connect", "stream"}
+    running = {"api", "s3", "kinesis", "connect", "spark-stream"}
     links = {link.what: link.url for link in stack_links(settings, running)}
     assert links == {
         "API docs (Swagger UI)": "http://127.0.0.1:18000/openapi/swagger",
@@ -52,7 +52,7 @@ def test_no_links_for_stopped_components(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     assert stack_links(settings, set()) == []
     # the stream job running but without a heartbeat yet: no Spark UI to show
-    assert stack_links(settings, {"stream"}) == []
+    assert stack_links(settings, {"spark-stream"}) == []
 
 
 def test_long_urls_are_printed_whole_off_a_terminal(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_long_urls_are_printed_whole_off_a_terminal(tmp_path: Path) -> None:
     table = Table()
     for column in ("component", "state", "ready", "url", "pid", "RSS MB"):
         table.add_column(column)
-    table.add_row("airflow-dags", "RUNNING", "yes", url, "12345", "1024")
+    table.add_row("airflow-dag-processor", "RUNNING", "yes", url, "12345", "1024")
     print_whole(console, table)
     print_links(console, stack_links(_settings(tmp_path), {"api"}))
     text = out.getvalue()

@@ -30,12 +30,12 @@ def _component(name: str, **stop: object) -> Component:
 
 def test_stop_waves_go_from_clients_to_storage_by_priority() -> None:
     priorities = {
-        "s3": 100, "kinesis": 100, "kafka": 200, "connect": 300, "api": 400, "stream": 400,
-        "feed-batch": 999, "airflow-api": 999,
+        "s3": 100, "kinesis": 100, "kafka": 200, "connect": 300, "api": 400,
+        "spark-stream": 400, "emulator-batch": 999, "airflow": 999,
     }  # fmt: skip
     assert stop_waves(priorities, list(priorities)) == [
-        ["feed-batch", "airflow-api"],
-        ["api", "stream"],
+        ["emulator-batch", "airflow"],
+        ["api", "spark-stream"],
         ["connect"],
         ["kafka"],
         ["s3", "kinesis"],
@@ -67,7 +67,7 @@ def test_the_real_components_stop_producers_first() -> None:
 
     settings = LocalSettings(stream_enabled=True)
     rank = {c.name: c.priority for c in [*api_components(settings), *stream_components(settings)]}
-    assert rank["api"] == rank["stream"] == PRIORITY_PRODUCER
+    assert rank["api"] == rank["spark-stream"] == PRIORITY_PRODUCER
     assert Component.priority > PRIORITY_PRODUCER > PRIORITY_CONNECT  # feeds, Airflow: default
     assert PRIORITY_CONNECT > PRIORITY_BROKER > PRIORITY_STORAGE
     # the stream job's JVM ignores SIGINT: it must outlive the job's own stop of its queries

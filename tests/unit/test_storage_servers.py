@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.config.environment import settings_environment
 from pipeline.config.settings import AwsSettings, DockerSettings, LocalSettings
 from pipeline.stack.components import core_components
 from pipeline.stack.servers import kinesis_environment, s3proxy_properties
-from pipeline.workload import pipeline_environment
 from tests.support.dockerfiles import ROOT, parse_dockerfile
 
 
@@ -49,7 +49,7 @@ def test_endpoints_follow_the_sdk_variables(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_workloads_get_each_servers_endpoint_under_the_sdk_names(tmp_path: Path) -> None:
-    environment = pipeline_environment(LocalSettings(run_dir=tmp_path, kinesis_port=24568))
+    environment = settings_environment(LocalSettings(run_dir=tmp_path, kinesis_port=24568))
     assert environment["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:4566"
     assert environment["AWS_ENDPOINT_URL_KINESIS"] == "http://127.0.0.1:24568"
 

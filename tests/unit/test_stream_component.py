@@ -27,7 +27,7 @@ def wait_for_file(path: Path) -> dict[str, object]:
 def test_component_follows_the_setting(tmp_path: Path) -> None:
     assert stream_components(settings_in(tmp_path, stream_enabled=False)) == []
     (component,) = stream_components(settings_in(tmp_path, stream_enabled=True))
-    assert component.name == "stream"
+    assert component.name == "spark-stream"
     assert component.ports == []
     assert component.command[2:] == [
         "pipeline.cli",

@@ -21,9 +21,9 @@ def test_elapsed_text_is_short() -> None:
 def test_off_a_terminal_it_says_what_it_waits_for_and_for_how_long() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=80)
-    with Waiting(console, "airflow-api to be ready", every_s=0.05) as shown:
+    with Waiting(console, "airflow to be ready", every_s=0.05) as shown:
         wait_for(
-            lambda: "  … waiting for airflow-api to be ready (" in out.getvalue(),
+            lambda: "  … waiting for airflow to be ready (" in out.getvalue(),
             30,
             "the first waiting line",
             interval_s=0.05,

@@ -15,8 +15,8 @@ from pipeline.config import Settings
 from pipeline.lake import QUERY_COLUMNS, LakePaths
 from pipeline.landing import Window
 from pipeline.orchestrate.publish import NothingStagedError, publish_gold
-from pipeline.orchestrate.quality import Check, DataQualityError, run, window_checks
 from pipeline.transform.lake import read_delta
+from pipeline.transform.quality import Check, DataQualityError, run, window_checks
 
 WINDOW = Window(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
 BRONZE_COLUMNS = "ind INT, _source_file STRING, _source_modified TIMESTAMP"

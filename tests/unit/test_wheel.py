@@ -46,7 +46,7 @@ CLUSTER_MODULES = (
     "pipeline.cluster",
     "pipeline.transform.job",
     "pipeline.stream.job",
-    "pipeline.orchestrate.quality",
+    "pipeline.transform.quality",
     "pipeline.report.cli",
     "pipeline.report.build",
 )

@@ -1,4 +1,5 @@
-"""Airflow as components of the local stack: api-server, scheduler and dag-processor.
+"""Airflow as components of the local stack: `airflow` (the api-server), `airflow-scheduler` and
+`airflow-dag-processor`, named like the compose services.
 
 Three supervised programs rather than `airflow standalone`: no triggerer (no task defers) and no
 log server (the LocalExecutor writes task logs where the api-server reads them), which saves
@@ -21,22 +22,18 @@ import sys
 from pathlib import Path
 
 import requests
-from pydantic import SecretStr
 
 from pipeline.config import Settings
+from pipeline.config.environment import settings_environment
 from pipeline.config.settings import PROJECT_ROOT
-from pipeline.workload import Component, ReadyProbe, pipeline_environment
+from pipeline.workload import Component, ReadyProbe
 
 ADMIN_USER = "admin"
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 PASSWORDS_FILE = "simple_auth_manager_passwords.json.generated"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 # `airflow ...` as a supervised program: the same command, without a slow interpreter teardown
-AIRFLOW_PROGRAM = [sys.executable, "-m", "pipeline.orchestrate.airflow_program"]
-
-
-def _secret_fields(settings: Settings) -> set[str]:
-    return {name for name, value in settings if isinstance(value, SecretStr)}
+AIRFLOW_PROGRAM = [sys.executable, "-m", "pipeline.stack.airflow_program"]
 
 
 def airflow_environment(settings: Settings, home: Path | None = None) -> dict[str, str]:
@@ -46,8 +43,7 @@ def airflow_environment(settings: Settings, home: Path | None = None) -> dict[st
     never written here: a configured metadata DB URL is read at run time (`..._CMD`).
     """
     home = home or settings.airflow_home
-    hidden = {f"PINPIPE_{name.upper()}" for name in _secret_fields(settings)}
-    environment = {k: v for k, v in pipeline_environment(settings).items() if k not in hidden}
+    environment = settings_environment(settings)
     slots = str(settings.airflow_parallelism)
     environment |= {
         "AIRFLOW_HOME": str(home),
@@ -76,7 +72,7 @@ def airflow_environment(settings: Settings, home: Path | None = None) -> dict[st
         environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
     else:
         environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] = (
-            f"{sys.executable} -m pipeline.orchestrate.component metadata-db-url"
+            f"{sys.executable} -m pipeline.stack.airflow metadata-db-url"
         )
     return environment
 
@@ -132,8 +128,8 @@ def airflow_components(settings: Settings) -> list[Component]:
     environment = airflow_environment(settings)
     return [
         Component(
-            name="airflow-api",
-            command=[sys.executable, "-m", "pipeline.orchestrate.component", "api-server"],
+            name="airflow",
+            command=[sys.executable, "-m", "pipeline.stack.airflow", "api-server"],
             ports=[settings.airflow_port],
             url=settings.airflow_url,
             ready=_healthy("metadatabase"),
@@ -153,7 +149,7 @@ def airflow_components(settings: Settings) -> list[Component]:
             after_provision=True,
         ),
         Component(
-            name="airflow-dags",
+            name="airflow-dag-processor",
             command=[*AIRFLOW_PROGRAM, "dag-processor"],
             ports=[],
             url=str(DAGS_FOLDER),

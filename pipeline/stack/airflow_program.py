@@ -1,4 +1,4 @@
-"""`python -m pipeline.orchestrate.airflow_program <airflow args>`: the `airflow` command, leaving
+"""`python -m pipeline.stack.airflow_program <airflow args>`: the `airflow` command, leaving
 the process without the interpreter's teardown once it is done.
 
 Airflow's heap is large: after the api-server or the scheduler had stopped on SIGTERM, Python's

@@ -7,11 +7,11 @@ landed in it by landing time (bronze `_source_modified`, the object's LastModifi
 freshness (the newest landed at most `quality_max_staleness_s` before the window's end) and the
 reject rate (rejected / landed rows, at most `quality_max_reject_rate`).
 With `--staged` the gold checks read the staged tables (`LakePaths.staged_gold`) the DAG's batch
-job wrote: write-audit-publish, `pipeline/orchestrate/publish.py` publishes them after this.
+job wrote: write-audit-publish, the DAG's `pipeline/orchestrate/publish.py` publishes them next.
 
 Runs unchanged as a Spark application, like the batch job:
 
-    spark-submit pipeline/orchestrate/quality.py --lake s3a://pinpipe-lake/lake
+    spark-submit pipeline/transform/quality.py --lake s3a://pinpipe-lake/lake
     a Databricks Python task with this file and the same parameters
 
 and exits non-zero, naming every failed check, when any check fails. Every run appends its
@@ -41,7 +41,6 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType, 
 from pipeline.config import Settings, get_settings
 from pipeline.lake import QUERY_COLUMNS, LakePaths, is_delta_table
 from pipeline.landing import Window
-from pipeline.report.paths import quality_history_path
 from pipeline.spark_session import get_spark
 from pipeline.transform.bronze import SOURCE_FILE, SOURCE_MODIFIED
 from pipeline.transform.lake import read_delta
@@ -210,7 +209,7 @@ def record_history(
     run_id = f"{run_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     rows = [(run_id, run_at, c.table, c.name, c.threshold, c.found, c.passed) for c in checks]
     history = spark.createDataFrame(rows, HISTORY_SCHEMA)
-    history.write.format("delta").mode("append").save(quality_history_path(lake_root))
+    history.write.format("delta").mode("append").save(LakePaths(lake_root).quality_checks)
     return run_id
 
 
