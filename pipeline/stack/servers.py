@@ -31,6 +31,9 @@ def s3_data_dir(settings: Settings) -> Path:
     return settings.data_dir / "s3"
 
 
+KINESIS_PERSIST_INTERVAL_S = 2.0
+
+
 def kinesis_data_dir(settings: Settings) -> Path:
     return settings.data_dir / "kinesis"
 
@@ -86,7 +89,7 @@ def kinesis_environment(settings: Settings, data_dir: Path | str) -> dict[str, s
         "SHOULD_PERSIST_DATA": "true",
         "LOAD_DATA_IF_EXISTS": "true",
         "PERSIST_PATH": str(data_dir),
-        "PERSIST_INTERVAL": "2s",
+        "PERSIST_INTERVAL": f"{KINESIS_PERSIST_INTERVAL_S:g}s",
         # the stream's shards exist when CreateStream's caller first polls (AWS takes seconds)
         "CREATE_STREAM_DURATION": "100ms",
         "LOG_LEVEL": "WARN",

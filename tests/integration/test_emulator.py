@@ -37,7 +37,7 @@ STREAMS = {"pin": "streaming-t-pin", "geo": "streaming-t-geo", "user": "streamin
 
 
 @pytest.fixture
-def api() -> Iterator[tuple[FakeApi, str]]:
+def fake_api() -> Iterator[tuple[FakeApi, str]]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     fake = FakeApi()
     server: BaseWSGIServer = make_server("127.0.0.1", 0, fake, threaded=True)
@@ -88,9 +88,9 @@ def check_totals(summary: EmulationSummary) -> None:
 
 
 def test_batch_sends_exact_counts_in_rest_proxy_format(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     ledger = tmp_path / "ledger.jsonl"
     summary = run_emulation(source, config(url, count=40, ledger=ledger))
 
@@ -132,9 +132,9 @@ def test_batch_sends_exact_counts_in_rest_proxy_format(
 
 
 def test_stream_sends_single_records_in_kinesis_format(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     ledger = tmp_path / "ledger.jsonl"
     summary = run_emulation(source, config(url, "stream", count=25, ledger=ledger))
 
@@ -163,9 +163,9 @@ def test_stream_sends_single_records_in_kinesis_format(
 
 
 def test_stream_groups_records_with_put_records(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     ledger = tmp_path / "ledger.jsonl"
     summary = run_emulation(
         source, config(url, "stream", count=10, records_per_request=4, ledger=ledger)
@@ -185,8 +185,8 @@ def test_stream_groups_records_with_put_records(
     assert len(ledger_lines(ledger)) == 30
 
 
-def test_batch_groups_records_per_request(api: tuple[FakeApi, str], source: Engine) -> None:
-    fake, url = api
+def test_batch_groups_records_per_request(fake_api: tuple[FakeApi, str], source: Engine) -> None:
+    fake, url = fake_api
     summary = run_emulation(source, config(url, count=12, records_per_request=5, concurrency=3))
 
     received = fake.answers()
@@ -197,9 +197,9 @@ def test_batch_groups_records_per_request(api: tuple[FakeApi, str], source: Engi
 
 
 def test_draws_are_seeded_uniform_and_with_replacement(
-    api: tuple[FakeApi, str], source: Engine
+    fake_api: tuple[FakeApi, str], source: Engine
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
 
     def pin_ids(seed: int) -> list[int]:
         before = len(fake.answers())
@@ -216,8 +216,8 @@ def test_draws_are_seeded_uniform_and_with_replacement(
     assert min(first) < SOURCE_ROWS // 4 and max(first) > 3 * SOURCE_ROWS // 4
 
 
-def test_api_key_header(api: tuple[FakeApi, str], source: Engine) -> None:
-    fake, url = api
+def test_api_key_header(fake_api: tuple[FakeApi, str], source: Engine) -> None:
+    fake, url = fake_api
     fake.api_key = "secret-key"
     refused = run_emulation(source, config(url, count=2))
     assert (refused.accepted, refused.rejected) == (0, 6)
@@ -231,9 +231,9 @@ def test_api_key_header(api: tuple[FakeApi, str], source: Engine) -> None:
 
 
 def test_retries_on_503_until_accepted(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     fake.fail_next(503, 503, 503)
     ledger = tmp_path / "ledger.jsonl"
     summary = run_emulation(source, config(url, count=10, ledger=ledger))
@@ -246,9 +246,9 @@ def test_retries_on_503_until_accepted(
 
 
 def test_never_retries_400_and_reports_rejections(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     fake.always["t.pin"] = 400
     ledger = tmp_path / "ledger.jsonl"
     summary = run_emulation(source, config(url, count=10, ledger=ledger))
@@ -262,9 +262,9 @@ def test_never_retries_400_and_reports_rejections(
 
 
 def test_gives_up_after_max_retries_on_persistent_5xx(
-    api: tuple[FakeApi, str], source: Engine
+    fake_api: tuple[FakeApi, str], source: Engine
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     fake.always["t.geo"] = 503
     summary = run_emulation(source, config(url, count=3, max_retries=2))
 
@@ -283,9 +283,9 @@ def test_retries_connection_errors_then_fails(source: Engine) -> None:
 
 @pytest.mark.parametrize("mode", ["batch", "stream"])
 def test_per_record_errors_in_a_2xx_answer_are_rejections(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path, mode: str
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path, mode: str
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     destinations = TOPICS if mode == "batch" else STREAMS
     # Refuse every pin record of the even ids.
     fake.bad_records = {(destinations["pin"], row_id) for row_id in range(0, SOURCE_ROWS, 2)}
@@ -312,9 +312,9 @@ def test_per_record_errors_in_a_2xx_answer_are_rejections(
 
 
 def test_paces_posts_at_no_more_than_the_requested_rate(
-    api: tuple[FakeApi, str], source: Engine
+    fake_api: tuple[FakeApi, str], source: Engine
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     summary = run_emulation(source, config(url, count=100, rate=150.0, concurrency=2))
 
     assert summary.accepted == 300
@@ -327,8 +327,8 @@ def test_paces_posts_at_no_more_than_the_requested_rate(
         assert 0.5 * 150.0 <= measured <= 1.10 * 150.0, measured
 
 
-def test_duration_bounds_the_run(api: tuple[FakeApi, str], source: Engine) -> None:
-    fake, url = api
+def test_duration_bounds_the_run(fake_api: tuple[FakeApi, str], source: Engine) -> None:
+    fake, url = fake_api
     summary = run_emulation(source, config(url, duration=1.0, rate=90.0))
 
     assert 0.9 < summary.elapsed_s < 2.0
@@ -337,9 +337,9 @@ def test_duration_bounds_the_run(api: tuple[FakeApi, str], source: Engine) -> No
 
 
 def test_stop_event_ends_the_run_cleanly(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     stop = threading.Event()
     ledger = tmp_path / "ledger.jsonl"
     threading.Timer(0.5, stop.set).start()
@@ -354,9 +354,9 @@ def test_stop_event_ends_the_run_cleanly(
 
 
 def test_draws_only_existing_ids_when_ids_have_gaps(
-    api: tuple[FakeApi, str], source: Engine, tmp_path: Path
+    fake_api: tuple[FakeApi, str], source: Engine, tmp_path: Path
 ) -> None:
-    fake, url = api
+    fake, url = fake_api
     engine = database.connect(f"sqlite:///{tmp_path / 'gaps.db'}")
     database.prepare_tables(engine, replace=False)
     rows = {
@@ -396,9 +396,9 @@ def test_config_from_settings_uses_topics_streams_and_first_key() -> None:
 
 
 def test_a_failing_progress_callback_does_not_stall_the_run(
-    api: tuple[FakeApi, str], source: Engine
+    fake_api: tuple[FakeApi, str], source: Engine
 ) -> None:
-    _, url = api
+    _, url = fake_api
 
     def broken(records: int, live: EmulationSummary) -> None:
         raise RuntimeError("display gone")

@@ -102,23 +102,25 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.fixture(scope="module")
-def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def moto_with_iam_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with moto_server(MOTO_SERVER, tmp_path_factory.mktemp("moto-iam")) as url:
         yield url
 
 
 @contextmanager
-def iam_enforced(moto_url: str) -> Iterator[None]:
+def iam_enforced(moto_with_iam_url: str) -> Iterator[None]:
     """Every request in the block is authenticated and authorized by moto's IAM."""
-    requests.post(f"{moto_url}/moto-api/reset-auth", data=b"0", timeout=5).raise_for_status()
+    requests.post(
+        f"{moto_with_iam_url}/moto-api/reset-auth", data=b"0", timeout=5
+    ).raise_for_status()
     try:
         yield
     finally:
-        requests.post(f"{moto_url}/moto-api/reset-auth", data=b"inf", timeout=5)
+        requests.post(f"{moto_with_iam_url}/moto-api/reset-auth", data=b"inf", timeout=5)
 
 
-def admin(moto_url: str, service: str) -> Any:
-    return boto3.client(service, endpoint_url=moto_url, region_name=REGION, **ADMIN)  # type: ignore[call-overload]
+def admin(moto_with_iam_url: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=moto_with_iam_url, region_name=REGION, **ADMIN)  # type: ignore[call-overload]
 
 
 # -- the stage in moto, and the policies of its roles resolved from the template --------------
@@ -137,11 +139,11 @@ class Stage:
 
 
 @pytest.fixture(scope="module")
-def stage(moto_url: str) -> Stage:
+def stage(moto_with_iam_url: str) -> Stage:
     config = StageConfig(stage=STAGE, region=REGION)
     state = StageState(config, account=ACCOUNT)
     lake, artifacts = (f"pinpipe-{STAGE}-{k}-{ACCOUNT}-{REGION}" for k in ("lake", "artifacts"))
-    s3, kinesis = admin(moto_url, "s3"), admin(moto_url, "kinesis")
+    s3, kinesis = admin(moto_with_iam_url, "s3"), admin(moto_with_iam_url, "kinesis")
     arns = []
     for bucket in (lake, artifacts):
         s3.create_bucket(Bucket=bucket)
@@ -175,11 +177,11 @@ def stage(moto_url: str) -> Stage:
     s3.put_object(Bucket=artifacts, Key="code/0123/pipeline/transform/job.py", Body=b"j")
     for name in ("mwaa/dags/pinpipe_batch.py", "mwaa/requirements.txt", "mwaa/startup.sh"):
         s3.put_object(Bucket=artifacts, Key=name, Body=b"#")
-    admin(moto_url, "sns").create_topic(Name=f"pinpipe-{STAGE}-alarms")
-    sm = admin(moto_url, "secretsmanager")
+    admin(moto_with_iam_url, "sns").create_topic(Name=f"pinpipe-{STAGE}-alarms")
+    sm = admin(moto_with_iam_url, "secretsmanager")
     sm.create_secret(Name=config.api_key_secret, SecretString="k" * 40)
     sm.create_secret(Name=config.databricks_secret_name, SecretString='{"conn_type": "databricks"}')
-    return Stage(moto_url, state)
+    return Stage(moto_with_iam_url, state)
 
 
 def resolve(node: Any, values: dict[str, Any], resources: dict[str, Any]) -> Any:
