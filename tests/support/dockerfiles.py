@@ -255,6 +255,8 @@ SHELL_BUILTINS = {"test", "echo", "[", "exec", "true"}
 
 # Scripts the images run, by their path in the image → their source in the repository.
 SCRIPTS = {"/opt/kafka/bin/start-broker.sh": ROOT / "docker/kafka/start-broker.sh"}
+# Python entry scripts an image copies, each of which starts the command it is given
+WRAPPER_SCRIPTS = {"/opt/pinpipe/kinesis_keeper.py": ROOT / "docker/kinesis_keeper.py"}
 
 
 def command_problem(argv: list[str]) -> str | None:
@@ -289,6 +291,10 @@ def command_problem(argv: list[str]) -> str | None:
         if not any(req.startswith("apache-airflow==") for req in airflow_group()):
             return "apache-airflow is not pinned in uv.lock's airflow group"
         return airflow_problem(tuple(argv[1:]))
+    if program in ("python", "python3") and argv[1:2] and argv[1] in WRAPPER_SCRIPTS:
+        if not WRAPPER_SCRIPTS[argv[1]].is_file():
+            return f"script {argv[1]} is not one the images copy"
+        return command_problem(argv[2:]) if argv[2:] else f"{argv[1]} wraps no command"
     if program in ("python", "python3"):
         return python_module_problem(argv[1:])
     if program == "moto_server":
