@@ -26,7 +26,13 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from pipeline.config import Settings
 from pipeline.stack.components import kafka_ready
 from pipeline.stack.supervisor import Supervisor
-from tests.support.api import KAFKA_JSON, api_process, assert_error, geo_row
+from tests.support.api import (
+    KAFKA_JSON,
+    api_process,
+    assert_error,
+    geo_row,
+    own_transactional_id,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -129,15 +135,11 @@ def fresh_row() -> tuple[int, dict[str, Any]]:
     return ind, {"records": [{"value": geo_row(ind)}]}
 
 
-def own_id(settings: Settings) -> str:
-    return f"{settings.topic_prefix}-api-eo-{uuid.uuid4().hex[:8]}"
-
-
 def test_api_killed_between_produce_and_commit_leaves_nothing_and_the_retry_lands_once(
     stack: Settings, tmp_path: Path
 ) -> None:
     topic = stack.topics["geo"]
-    transactional_id, key = own_id(stack), str(uuid.uuid4())
+    transactional_id, key = own_transactional_id(stack), str(uuid.uuid4())
     ind, body = fresh_row()
     since = marks(stack, topic)
     paused = {
@@ -174,7 +176,7 @@ def test_same_key_twice_is_written_once_also_across_a_restart(
     stack: Settings, tmp_path: Path
 ) -> None:
     topic = stack.topics["geo"]
-    transactional_id, key = own_id(stack), str(uuid.uuid4())
+    transactional_id, key = own_transactional_id(stack), str(uuid.uuid4())
     ind, body = fresh_row()
     since = marks(stack, topic)
     with api_process(

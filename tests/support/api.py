@@ -182,7 +182,7 @@ def api_process(
     Its Kafka transactional.id is its own (unless `PINPIPE_API_TRANSACTIONAL_ID` is given), so it
     does not fence the stack's API, which has the same topic prefix."""
     port = free_port()
-    environment.setdefault("PINPIPE_API_TRANSACTIONAL_ID", f"{settings.topic_prefix}-api-{port}")
+    environment.setdefault("PINPIPE_API_TRANSACTIONAL_ID", own_transactional_id(settings))
     env = {**os.environ, **environment, "PINPIPE_API_PORT": str(port)}
     env.pop("PINPIPE_API_URL", None)
     url = f"http://127.0.0.1:{port}"
@@ -215,9 +215,12 @@ def api_process(
                     process.wait()
 
 
+def own_transactional_id(settings: Settings) -> str:
+    """A Kafka transactional.id no other API uses: the stack's API has `<prefix>-api`, and two
+    APIs with one id fence each other at each transaction."""
+    return f"{settings.topic_prefix}-api-test-{uuid.uuid4().hex[:8]}"
+
+
 def apart(settings: Settings) -> Settings:
-    """`settings` with a transactional.id of its own, for an API built in the test process: the
-    same id as the stack's API would fence it (and be fenced by it) at each transaction."""
-    return settings.model_copy(
-        update={"api_transactional_id": f"{settings.topic_prefix}-api-test-{uuid.uuid4().hex[:8]}"}
-    )
+    """`settings` with a transactional.id of its own, for an API built in the test process."""
+    return settings.model_copy(update={"api_transactional_id": own_transactional_id(settings)})
