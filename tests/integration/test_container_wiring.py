@@ -29,8 +29,12 @@ def _resolved_config(tmp_path: Path) -> Path:
     env_file = tmp_path / ".env"
     lines = (ROOT / ".env.example").read_text().splitlines()
     env_file.write_text("\n".join(line for line in lines if not line.startswith("COMPOSE_")))
+    # as a user's shell would: the test session's own settings (its ports, feeds off, the stream
+    # job left out) must not leak into the compose file's ${PINPIPE_...} interpolation
     environment = {
-        key: value for key, value in os.environ.items() if not key.startswith("COMPOSE_")
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("COMPOSE_", "PINPIPE_", "AWS_"))
     }
     result = subprocess.run(
         [
@@ -103,6 +107,6 @@ def test_compose_services_start_healthy_and_carry_events_end_to_end(tmp_path: Pa
     assert rerun["provision"]["exit"] == 0 and "already there" in rerun["provision"]["output"]
     assert rerun["seed"]["exit"] == 0 and rerun["seed"]["seconds"] < 5, "a seeded db is kept"
     # SIGINT, the compose stop signal, is the emulator's clean stop (its summary, exit 130)
-    assert report["emulator_exit"] == {"emulator-batch": 130, "emulator-stream": 130}
-    assert all(count > 0 for count in report["landed"].values()), report["landed"]
-    assert all(count > 0 for count in report["streamed"].values()), report["streamed"]
+    assert report["emulator_exit"] == {"emulator-batch": 130, "emulator-stream": 130}, logs
+    assert all(count > 0 for count in report["landed"].values()), (report["landed"], logs)
+    assert all(count > 0 for count in report["streamed"].values()), (report["streamed"], logs)
