@@ -182,25 +182,26 @@ def spark_child(
     (nothing new) and a run after `increment_rows` more rows per topic landed."""
     started = time.perf_counter()
     from pipeline.config import get_settings
+    from pipeline.config.settings import topic_names
     from pipeline.spark_session import get_spark
-    from pipeline.transform.job import read_gold, run_batch, topics_for, write_results_json
+    from pipeline.transform.job import read_gold, run_batch, write_results_json
 
     settings = get_settings().model_copy(update={"spark_driver_memory": driver_memory})
     spark = get_spark("pinpipe-bench", settings)
     spark.sparkContext.setLogLevel("ERROR")
     figures = {"session_seconds": time.perf_counter() - started}
     started = time.perf_counter()
-    run_batch(spark, str(landing), str(lake), topics_for(PREFIX))
+    run_batch(spark, str(landing), str(lake), topic_names(PREFIX))
     figures["job_seconds"] = time.perf_counter() - started
     write_results_json(read_gold(spark, str(lake)), results)
     if increment_rows:
         started = time.perf_counter()
-        run_batch(spark, str(landing), str(lake), topics_for(PREFIX))
+        run_batch(spark, str(landing), str(lake), topic_names(PREFIX))
         figures["unchanged_seconds"] = time.perf_counter() - started
         written = add_increment(landing, increment_rows, total_rows)
         try:
             started = time.perf_counter()
-            run_batch(spark, str(landing), str(lake), topics_for(PREFIX))
+            run_batch(spark, str(landing), str(lake), topic_names(PREFIX))
             figures["increment_seconds"] = time.perf_counter() - started
         finally:
             for path in written:

@@ -198,6 +198,7 @@ class DeltaWatcher:
         self._seen: set[str] = set()
         self._job = job
         self.peak_rss_mb = 0.0
+        self.last_rss_mb = 0.0  # the latest sample: with the peak, shows whether memory settles
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -228,6 +229,7 @@ class DeltaWatcher:
         except psutil.Error:
             return
         self.peak_rss_mb = max(self.peak_rss_mb, rss)
+        self.last_rss_mb = rss
 
     def _poll(self, table: str) -> None:
         log_prefix = f"{self.roots[table]}/_delta_log/"
@@ -409,6 +411,7 @@ def main(
                     total_s = done_at - posted_at
                     commits = dict(watcher.commits)
                     peak_rss = watcher.peak_rss_mb
+                    end_rss = watcher.last_rss_mb
 
     rows_total = 3 * records
     figures = {
@@ -428,6 +431,7 @@ def main(
         "end_to_end_rows_per_s": round(rows_total / total_s),
         "job_cpu_ms_per_1000_rows": round(cpu_used / rows_total * 1e6, 1),
         "job_peak_rss_mb": round(peak_rss),
+        "job_end_rss_mb": round(end_rss),
         "delta_commits": commits,
     }
     table = Table(title=f"stream job: API accept → readable in Delta ({os.cpu_count()} cores)")
@@ -443,7 +447,10 @@ def main(
     )
     table.add_row("sustained end to end (post → readable)", f"{rows_total / total_s:,.0f} rows/s")
     table.add_row("job CPU per 1,000 rows", f"{cpu_used / rows_total * 1e6:.0f} ms")
-    table.add_row("job peak RSS (driver + JVM + Python workers)", f"{peak_rss:,.0f} MB")
+    table.add_row(
+        "job RSS (driver + JVM + Python workers), peak / at the end",
+        f"{peak_rss:,.0f} / {end_rss:,.0f} MB",
+    )
     console.print(table)
     console.print(
         f"trigger {trigger_seconds:g}s; load average {os.getloadavg()[0]:.1f} on "

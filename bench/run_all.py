@@ -177,6 +177,12 @@ def main(
     if "latency_p95_s" in stream:
         table.add_row("stream: API accept → readable, p95", f"{stream['latency_p95_s']} s", "",
                       str(_dig(previous, "stream", "latency_p95_s") or ""), "≤ 3 s")  # fmt: skip
+    if "job_peak_rss_mb" in stream:
+        keys = ("job_peak_rss_mb", "job_end_rss_mb")
+        now = " / ".join(str(stream.get(key, "?")) for key in keys)
+        before = " / ".join(str(_dig(previous, "stream", key) or "?") for key in keys)
+        table.add_row("stream job RSS, peak / end (driver + JVM + Python workers)",
+                      f"{now} MB", "", before, "≤ 1,536 MB, flat")  # fmt: skip
     for name in not_run:
         table.add_row(f"{name}: not run, the stack is down (`make up`)", "", "", "", "")
     console = Console(width=160)

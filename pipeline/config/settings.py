@@ -179,7 +179,14 @@ class Settings(BaseSettings):
 
     # -- Spark (Databricks in the cloud) ----------------------------------------------------
     spark_master: str = Field(default="local[2]", description="Spark master of local jobs")
-    spark_driver_memory: str = Field(default="2g", description="Spark driver memory")
+    spark_driver_memory: str = Field(
+        default="2g", description="Spark driver memory of the batch job (and other one-shot jobs)"
+    )
+    stream_driver_memory: str = Field(
+        default="640m",
+        description="Spark driver heap of the long-running stream job (its own, not the batch "
+        "job's); on Databricks the cluster's node type sets it",
+    )
     spark_shuffle_partitions: int = Field(default=4, description="spark.sql.shuffle.partitions")
     lake_root: str = Field(
         default="", description="Delta lake root; `s3a://<lake_bucket>/lake` if empty"

@@ -62,7 +62,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 from pipeline.config import Settings, get_settings
 from pipeline.config.settings import stream_names
 from pipeline.lake import StreamPaths
-from pipeline.spark_session import get_spark
+from pipeline.spark_session import get_spark, long_running_options
 from pipeline.stream.kinesis_source import ensure_kinesis_source
 from pipeline.transform.lake import (
     add_column_if_absent,
@@ -633,7 +633,7 @@ def run(
     try:
         if not on_databricks():  # there the platform provisions, and may use other credentials
             wait_for_inputs(settings, streams, paths.root, wait_for_inputs_s, heartbeat)
-        spark = get_spark("pinpipe-stream", settings)
+        spark = get_spark("pinpipe-stream", settings, long_running_options(settings))
         # SparkContext installs its own SIGINT handler (cancel every job, KeyboardInterrupt);
         # the stack stops this job with SIGINT (its JVM ignores it): stop the queries instead
         handle_stop_signals()

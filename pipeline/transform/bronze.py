@@ -337,6 +337,8 @@ class Ingested:
     appended: int
     rows: DataFrame | None = None
     cached: DataFrame | None = None
+    # Bronze was created empty by this run: nothing landed yet, so silver has nothing to read.
+    created_empty: bool = False
 
     def release(self) -> None:
         if self.cached is not None:
@@ -371,6 +373,7 @@ def ingest_topic(
         if not is_delta_table(spark, table_path):
             create_empty(spark, bronze_schema(source_schema), table_path)
             create_empty(spark, MANIFEST_SCHEMA, manifest_path)
+            return Ingested(0, created_empty=True)
         return Ingested(0)
     rows, cached = _positioned(_parsed(spark, [item.path for item in new], source_schema))
     appended = cached.count()

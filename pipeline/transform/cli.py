@@ -53,6 +53,8 @@ def batch(
     console.print(f"rejected rows appended: {report.rejected_appended}")
     rewritten = ", ".join(report.gold_rewritten) or "none (results unchanged)"
     console.print(f"gold tables rewritten: {rewritten}")
+    for step in report.skipped:
+        console.print(f"skipped: {step}")
     if results_json is not None:
         console.print(f"results written to {results_json}")
 

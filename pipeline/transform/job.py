@@ -40,7 +40,13 @@ from pipeline.spark_session import get_spark, on_databricks
 from pipeline.tables import register_tables, table_name
 from pipeline.transform.bronze import Ingested, bronze_schema, ingest_topic
 from pipeline.transform.gold import QUERIES, SilverTables
-from pipeline.transform.lake import append_absent, merge_changed, read_delta, replace_if_changed
+from pipeline.transform.lake import (
+    append_absent,
+    create_empty,
+    merge_changed,
+    read_delta,
+    replace_if_changed,
+)
 from pipeline.transform.schemas import SOURCE_ID_COLUMNS, SOURCE_SCHEMAS
 from pipeline.transform.silver import REJECTED_COLUMNS, bronze_to_silver, split_rejected
 
@@ -59,6 +65,8 @@ class BatchReport:
     silver_merged: dict[str, int] = field(default_factory=dict)
     rejected_appended: int = 0
     gold_rewritten: list[str] = field(default_factory=list)
+    # Steps not run, each with why (an empty or unchanged landing zone skips most of the job).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def changed_anything(self) -> bool:
@@ -71,9 +79,10 @@ class BatchReport:
 
 
 def _update_silver(
-    spark: SparkSession, paths: LakePaths, table: str, ingested: Ingested
-) -> tuple[int, DataFrame | None]:
-    """Bring one silver table up to date with bronze: (rows merged, rejected rows to append).
+    spark: SparkSession, paths: LakePaths, table: str, ingested: Ingested, report: BatchReport
+) -> tuple[int, DataFrame | None, bool]:
+    """Bring one silver table up to date with bronze: (rows merged, rejected rows to append,
+    whether the table was just created empty from an empty bronze).
 
     A new silver table is built from all of bronze. After that only the ids of the lines bronze
     has just appended can change, so only their bronze rows are cleaned and deduplicated again
@@ -83,9 +92,16 @@ def _update_silver(
     silver_path = paths.silver(table)
     if not is_delta_table(spark, silver_path):
         silver, rejected = bronze_to_silver(read_delta(spark, paths.bronze(table)), table)
-        return merge_changed(spark, silver, silver_path, "ind"), rejected
+        if ingested.created_empty:
+            # Bronze is empty: the same empty table `merge_changed` would create, without the
+            # Spark jobs that clean and count no rows (most of an empty run's cost).
+            create_empty(spark, silver.schema, silver_path)
+            report.skipped.append(f"silver {table} MERGE: bronze is empty, table created empty")
+            return 0, None, True
+        return merge_changed(spark, silver, silver_path, "ind"), rejected, False
     if ingested.rows is None:
-        return 0, None
+        report.skipped.append(f"silver {table} MERGE: bronze added nothing")
+        return 0, None, False
     id_column = SOURCE_ID_COLUMNS[table]
     touched = (
         ingested.rows.select(F.col(id_column).alias("ind"))
@@ -96,7 +112,22 @@ def _update_silver(
     arrivals = bronze.join(touched.withColumnRenamed("ind", id_column), id_column, "left_semi")
     silver, _ = bronze_to_silver(arrivals, table)
     _, rejected = split_rejected(ingested.rows, table)
-    return merge_changed(spark, silver, silver_path, "ind", among=touched), rejected
+    return merge_changed(spark, silver, silver_path, "ind", among=touched), rejected, False
+
+
+def _create_empty_gold(
+    spark: SparkSession, paths: LakePaths, targets: Mapping[str, str], report: BatchReport
+) -> None:
+    """Gold over empty silver, without running the queries: each one joins or groups silver
+    rows, so over none it gives none (`tests/unit/test_gold.py` holds every query to that). Each
+    table absent is created empty with its query's schema, from the plan alone."""
+    silver = SilverTables(*(read_delta(spark, paths.silver(table)) for table in TABLES))
+    for query_id, query in QUERIES.items():
+        if not is_delta_table(spark, targets[query_id]):
+            create_empty(spark, query(silver).schema, targets[query_id])
+            report.gold_rewritten.append(query_id)
+        elif replace_if_changed(spark, query(silver), targets[query_id]):
+            report.gold_rewritten.append(query_id)
 
 
 def run_batch(
@@ -127,20 +158,24 @@ def run_batch(
     }
     try:
         rejected: DataFrame | None = None
+        created_empty: set[str] = set()  # silver tables this run created empty
         for table in TABLES:
             report.bronze_appended[table] = ingested[table].appended
-            merged, rejected_rows = _update_silver(spark, paths, table, ingested[table])
+            merged, rejected_rows, created = _update_silver(
+                spark, paths, table, ingested[table], report
+            )
             report.silver_merged[table] = merged
+            if created:
+                created_empty.add(table)
             if rejected_rows is not None:
                 rejected = (
                     rejected_rows if rejected is None else rejected.unionByName(rejected_rows)
                 )
-        if rejected is not None or not is_delta_table(spark, paths.rejected):
+        if rejected is not None:
+            report.rejected_appended = append_absent(spark, rejected, paths.rejected, REJECTED_KEY)
+        elif not is_delta_table(spark, paths.rejected):
             nothing = spark.createDataFrame([], bronze_schema(SOURCE_SCHEMAS["pin"]))
-            empty = split_rejected(nothing, "pin")[1]
-            report.rejected_appended = append_absent(
-                spark, empty if rejected is None else rejected, paths.rejected, REJECTED_KEY
-            )
+            create_empty(spark, split_rejected(nothing, "pin")[1].schema, paths.rejected)
     finally:
         for table_ingested in ingested.values():
             table_ingested.release()
@@ -151,7 +186,12 @@ def run_batch(
     }
     silver_unchanged = not any(report.silver_merged.values())
     if silver_unchanged and all(is_delta_table(spark, path) for path in targets.values()):
+        report.skipped.append("gold queries: silver unchanged")
         return report  # gold is a function of silver alone
+    if created_empty == set(TABLES):
+        report.skipped.append("gold queries: silver is empty, gold tables created empty")
+        _create_empty_gold(spark, paths, targets, report)
+        return report
 
     # Nine queries read the same three tables: keep them in memory for the gold step.
     # Cached hash-partitioned and sorted by `ind`: the eight joins on `ind` then reuse that layout

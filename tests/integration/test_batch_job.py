@@ -206,6 +206,34 @@ def test_new_landed_objects_add_only_their_rows(spark: SparkSession, first_run: 
     ]
 
 
+def table_shape(spark: SparkSession, path: str) -> list[tuple[str, str]]:
+    """Column names and types, not nullability (an empty table is created, not written)."""
+    return [(f.name, f.dataType.simpleString()) for f in read_delta(spark, path).schema.fields]
+
+
+def test_empty_landing_creates_every_table_empty_with_the_written_schemas(
+    spark: SparkSession, first_run: FirstRun, tmp_path: Path
+) -> None:
+    landing, lake = tmp_path / "landing", str(tmp_path / "lake")
+    landing.mkdir()
+
+    report = run_batch(spark, str(landing), lake, topic_names(PREFIX))
+    again = run_batch(spark, str(landing), lake, topic_names(PREFIX))
+
+    assert report.bronze_appended == report.silver_merged == {"pin": 0, "geo": 0, "user": 0}
+    assert report.rejected_appended == 0
+    assert sorted(report.gold_rewritten) == sorted(QUERIES)
+    assert "gold queries: silver is empty, gold tables created empty" in report.skipped
+    for path in all_table_paths(lake):
+        assert read_delta(spark, path).count() == 0, path
+        assert table_version(spark, path) == 0, path  # created, nothing written
+        # The same tables a run over data writes, so readers downstream see no difference.
+        same_table = path.replace(lake, first_run.lake)
+        assert table_shape(spark, path) == table_shape(spark, same_table), path
+    assert not again.changed_anything, again
+    assert "gold queries: silver unchanged" in again.skipped
+
+
 # -- s3a:// against a moto S3 server, the job in its own process ----------------------------------
 
 
@@ -303,6 +331,34 @@ def test_job_over_s3a_from_config_then_as_a_script(s3_env: dict[str, str], tmp_p
         "silver_merged": {"pin": 0, "geo": 0, "user": 0},
         "rejected_appended": 0,
         "gold_rewritten": [],
+        "skipped": [
+            "silver pin MERGE: bronze added nothing",
+            "silver geo MERGE: bronze added nothing",
+            "silver user MERGE: bronze added nothing",
+            "gold queries: silver unchanged",
+        ],
     }
     assert delta_commits(s3, bucket) == commits
     assert json.loads(second_results.read_text(encoding="utf-8")) == EXPECTED_RESULTS
+
+
+def test_empty_bucket_run_is_quiet(s3_env: dict[str, str]) -> None:
+    """Nothing landed yet (a new deployment): the job creates its tables and logs no exception."""
+    settings = get_settings()
+    boto3.client("s3", **settings.boto3_kwargs("s3")).create_bucket(Bucket=settings.lake_bucket)
+    pinpipe = Path(sys.executable).parent / "pinpipe"
+
+    done = subprocess.run(
+        [str(pinpipe), "batch", "--prefix", PREFIX],
+        env={**os.environ, **s3_env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Exception" not in done.stderr, done.stderr[-4000:]
+    assert "gold tables rewritten: q1_top_category_by_country" in done.stdout
+    assert "skipped: gold queries: silver is empty, gold tables created empty" in done.stdout

@@ -460,7 +460,10 @@ def test_spark_drivers_fit_their_containers(env_file: Path) -> None:
         command = command_of(service)[:2] if dockerfile_of(service) else []
         if command not in (["pinpipe", "batch"], ["pinpipe", "stream"], ["airflow", "scheduler"]):
             continue
-        driver = service["environment"]["PINPIPE_SPARK_DRIVER_MEMORY"]
+        # the stream job has a heap setting of its own (a long-running driver)
+        stream = command == ["pinpipe", "stream"]
+        variable = "PINPIPE_STREAM_DRIVER_MEMORY" if stream else "PINPIPE_SPARK_DRIVER_MEMORY"
+        driver = service["environment"][variable]
         # the driver's heap plus the JVM's own memory and the Python process
         assert jvm_size(driver) + 384 * 2**20 <= memory_bytes(service), name
 
