@@ -34,6 +34,8 @@ class Component:
     `down` stops components by `priority` (supervisord's: lower starts first and stops last),
     highest first, those of one priority together, each with `stop_signal`, and allows each
     `stop_timeout_s` to exit before supervisord sends SIGKILL (a fault, not the normal way).
+    The stop signal goes to the whole process group unless `stop_as_group` is False (a process
+    that stops its children itself, in order); SIGKILL always does.
     """
 
     name: str
@@ -46,4 +48,5 @@ class Component:
     after_provision: bool = False
     stop_signal: str = "TERM"
     stop_timeout_s: float = 20.0
+    stop_as_group: bool = True
     priority: int = PRIORITY_CLIENT

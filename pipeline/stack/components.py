@@ -10,10 +10,12 @@ from pathlib import Path
 import requests
 
 from pipeline.config import Settings
+from pipeline.stack import kinesis_keeper
 from pipeline.stack.configs import write_configs
 from pipeline.stack.jvm import StackError, check_jvm, kafka_classpath
 from pipeline.stack.servers import (
     CHECKSUM_ENVIRONMENT,
+    KINESIS_PERSIST_INTERVAL_S,
     LOGBACK,
     S3PROXY_MAIN,
     kinesis_data_dir,
@@ -110,12 +112,18 @@ def storage_components(settings: Settings, java: str, log4j2: Path) -> list[Comp
         ),
         Component(
             name="kinesis",
-            command=[node, str(kinesis_main)],
+            # through the keeper, as in the kinesis image: its state file kept whole across
+            # stops, and a restart when the plain port stops answering (kinesis_keeper.py)
+            command=[sys.executable, kinesis_keeper.__file__, node, str(kinesis_main)],
             ports=[settings.kinesis_port, settings.kinesis_tls_port],
             url=settings.endpoint_url("kinesis") or "",
             ready=kinesis_ready,
             environment=kinesis_environment(settings, kinesis_data),
             ready_timeout_s=60,
+            # the keeper alone gets the stop signal: it keeps a whole copy, then stops
+            # kinesis-mock (a SIGKILL after the timeout still reaches both)
+            stop_as_group=False,
+            stop_timeout_s=kinesis_keeper.stop_budget_s(KINESIS_PERSIST_INTERVAL_S),
             priority=PRIORITY_STORAGE,
         ),
     ]

@@ -5,9 +5,10 @@ and once more on SIGTERM, by truncating the file and writing it again (fs2's `wr
 that lands mid-write leaves the file cut, and kinesis-mock then refuses to start: seen in the
 chaos suite's whole-stack restart on a CPU-starved machine (SIGTERM during a write,
 `ERR_STREAM_DESTROYED`, a 0-byte file, `NoSuchElementException` at every start, the streams and
-their records gone). So `down` keeps a whole copy, taken once the stream's writers and readers
-are stopped and a periodic write made after that is complete; `down` and `up` put it back when
-the file is not whole.
+their records gone). So the keeper kinesis-mock runs under (kinesis_keeper.py) keeps a whole
+copy before each stop, taken once a periodic write made after the stop began is complete (at
+`down`, the stream's writers and readers have stopped by then), and puts it back when the file is
+not whole; `up` checks too before the keeper starts, to say so.
 """
 
 from __future__ import annotations

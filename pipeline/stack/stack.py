@@ -19,9 +19,9 @@ from pipeline.source.feed import ensure_seeded, feed_components
 from pipeline.stack.airflow import airflow_components
 from pipeline.stack.components import core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
-from pipeline.stack.kinesis_state import keep_whole_copy, restore_if_cut
+from pipeline.stack.kinesis_state import restore_if_cut
 from pipeline.stack.provision import describe_created, provision
-from pipeline.stack.servers import KINESIS_PERSIST_INTERVAL_S, kinesis_data_dir
+from pipeline.stack.servers import kinesis_data_dir
 from pipeline.stack.supervisor import Supervisor
 from pipeline.stream.component import stream_components
 from pipeline.waiting import waiting
@@ -120,6 +120,8 @@ def up(
         if states.get(component.name) not in ("RUNNING", "STARTING"):
             _check_ports_free(component)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # the kinesis keeper restores a cut state file at every start too; checked here first so
+    # that `up` says so (the keeper then finds the file whole)
     if states.get(KINESIS) not in ("RUNNING", "STARTING") and (
         restored := restore_if_cut(kinesis_data_dir(settings))
     ):
@@ -194,32 +196,14 @@ def down(
         # the running configuration's priorities, not today's settings': a component disabled
         # since `up` (or renamed) still stops in its place
         for wave in stop_waves(supervisor.priorities(), list(supervisor.info())):
-            if KINESIS in wave:
-                _keep_kinesis_state(settings, on_event, console)
             stopping = time.monotonic()
             with waiting(console, f"{', '.join(wave)} to stop"):
                 for name in supervisor.stop_together(wave):
                     outcome = supervisor.stop_outcome(name) or "stopped"
                     on_event(f"{name}: stopped ({time.monotonic() - stopping:.1f}s, {outcome})")
-            if KINESIS in wave and (restored := restore_if_cut(kinesis_data_dir(settings))):
-                on_event(f"{KINESIS}: {restored}")
     with waiting(console, "supervisord to exit"):
         supervisor.shutdown()
     on_event(f"stack stopped in {time.monotonic() - started:.1f}s")
-
-
-def _keep_kinesis_state(
-    settings: Settings, on_event: Callable[[str], None], console: Console | None
-) -> None:
-    """Before kinesis-mock stops (its writers and readers already have): a whole copy of a state
-    file written from now on, which `down`/`up` restore if the stop cuts the file."""
-    since = time.time()
-    with waiting(console, f"{KINESIS} to write its state"):
-        kept = keep_whole_copy(
-            kinesis_data_dir(settings), since, timeout_s=8 * KINESIS_PERSIST_INTERVAL_S
-        )
-    if not kept:
-        on_event(f"{KINESIS}: no complete state write in time; its last whole copy stays")
 
 
 def _rss_mb(pid: int | None) -> float:

@@ -79,7 +79,7 @@ class Supervisor:
                 f"stopsignal={component.stop_signal}",
                 f"stopwaitsecs={math.ceil(component.stop_timeout_s)}",
                 # stop the whole process group: some components (Airflow) fork children
-                "stopasgroup=true",
+                f"stopasgroup={str(component.stop_as_group).lower()}",
                 "killasgroup=true",
                 "redirect_stderr=true",
                 f"stdout_logfile={logs / (component.name + '.log')}",

@@ -256,7 +256,7 @@ SHELL_BUILTINS = {"test", "echo", "[", "exec", "true"}
 # Scripts the images run, by their path in the image → their source in the repository.
 SCRIPTS = {"/opt/kafka/bin/start-broker.sh": ROOT / "docker/kafka/start-broker.sh"}
 # Python entry scripts an image copies, each of which starts the command it is given
-WRAPPER_SCRIPTS = {"/opt/pinpipe/kinesis_keeper.py": ROOT / "docker/kinesis_keeper.py"}
+WRAPPER_SCRIPTS = {"/opt/pinpipe/kinesis_keeper.py": ROOT / "pipeline/stack/kinesis_keeper.py"}
 
 
 def command_problem(argv: list[str]) -> str | None:

@@ -80,11 +80,12 @@ def test_each_program_gets_its_stop_signal_and_timeout_in_start_order(tmp_path: 
         _component("kafka", stop_timeout_s=25.5, priority=200),
         _component("api", stop_signal="INT", stop_timeout_s=12, priority=400),
         _component("feed"),
+        _component("kinesis", stop_as_group=False),
     ]
     supervisor.conf_path.parent.mkdir(parents=True)
     supervisor.conf_path.write_text(supervisor.render(components))
 
-    assert supervisor.programs() == ["kafka", "api", "feed"]
+    assert supervisor.programs() == ["kafka", "api", "feed", "kinesis"]
     sections = supervisor.conf_path.read_text().split("[program:")[1:]
     settings = {
         section.split("]")[0]: dict(
@@ -93,10 +94,18 @@ def test_each_program_gets_its_stop_signal_and_timeout_in_start_order(tmp_path: 
         for section in sections
     }
     assert (settings["kafka"]["stopsignal"], settings["kafka"]["stopwaitsecs"]) == ("TERM", "26")
-    assert supervisor.priorities() == {"kafka": 200, "api": 400, "feed": 999}
+    assert supervisor.priorities() == {"kafka": 200, "api": 400, "feed": 999, "kinesis": 999}
     assert (settings["api"]["stopsignal"], settings["api"]["stopwaitsecs"]) == ("INT", "12")
     assert settings["feed"]["stopwaitsecs"] == str(int(Component.stop_timeout_s))
-    assert all(s["stopasgroup"] == "true" for s in settings.values())
+    # the stop signal to the whole group, except for a process that stops its children itself;
+    # SIGKILL to the whole group always
+    assert [name for name, s in settings.items() if s["stopasgroup"] == "true"] == [
+        "kafka",
+        "api",
+        "feed",
+    ]
+    assert settings["kinesis"]["stopasgroup"] == "false"
+    assert all(s["killasgroup"] == "true" for s in settings.values())
 
 
 def test_stop_outcome_reads_how_supervisord_saw_the_program_end(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 from pipeline.config.environment import settings_environment
 from pipeline.config.settings import AwsSettings, DockerSettings, LocalSettings
+from pipeline.stack import kinesis_keeper
 from pipeline.stack.components import core_components
 from pipeline.stack.servers import kinesis_environment, s3proxy_properties
 from tests.support.dockerfiles import ROOT, parse_dockerfile
@@ -66,7 +68,31 @@ def test_local_servers_keep_their_data_in_the_run_folder(tmp_path: Path) -> None
     assert s3proxy["s3proxy.endpoint"] == "http://127.0.0.1:24566"
     assert kinesis.environment["PERSIST_PATH"] == str(tmp_path / "data" / "kinesis")
     assert kinesis.environment["SHOULD_PERSIST_DATA"] == "true"
-    assert Path(kinesis.command[1]).is_file(), "kinesis-mock missing: run `make setup`"
+    assert Path(kinesis.command[-1]).is_file(), "kinesis-mock missing: run `make setup`"
+
+
+def test_local_and_compose_kinesis_run_through_one_keeper(tmp_path: Path) -> None:
+    """One liveness probe and one state keeper for both targets, each given time to stop
+    kinesis-mock the orderly way."""
+    settings = LocalSettings(run_dir=tmp_path)
+    kinesis = {c.name: c for c in core_components(settings)}["kinesis"]
+    assert kinesis.command[1] == kinesis_keeper.__file__
+    # supervisord signals the keeper alone: kinesis-mock stops only after the copy is kept
+    assert not kinesis.stop_as_group
+    assert kinesis.stop_timeout_s >= kinesis_keeper.stop_budget_s()
+    dockerfile = parse_dockerfile(ROOT / "images/kinesis/Dockerfile")
+    stage = dockerfile.stage("kinesis")
+    copies = {
+        parts[1]: parts[0]
+        for parts in (args.split() for args in stage.all("COPY"))
+        if len(parts) == 2
+    }
+    assert json.loads(stage.all("CMD")[-1])[:2] == ["python3", "/opt/pinpipe/kinesis_keeper.py"]
+    assert copies["/opt/pinpipe/kinesis_keeper.py"] == "pipeline/stack/kinesis_keeper.py"
+    assert copies["/opt/pinpipe/kinesis_state.py"] == "pipeline/stack/kinesis_state.py"
+    compose = yaml.safe_load((ROOT / "compose/docker-compose.yml").read_text())
+    grace = compose["services"]["kinesis"]["stop_grace_period"]
+    assert grace.endswith("s") and float(grace[:-1]) >= kinesis_keeper.stop_budget_s()
 
 
 def test_compose_s3proxy_config_is_the_local_one_on_all_interfaces() -> None:
