@@ -33,7 +33,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 # The profile sets `up` is meant for. `batch` is run, not upped: `docker compose run spark-batch`.
 UP_PROFILES: list[tuple[str, ...]] = [(), ("ui",), ("ui", "airflow"), ("ui", "localstack")]
 ALL_PROFILES: tuple[str, ...] = ("*",)
-# The most the limits may add up to (a guard against creep). Every container never peaks at
+# The most the limits may add up to (a guard against creep). The containers never all peak at
 # once: `make test-compose` measured at most 4.8 GiB in use together (docs/docker.md).
 MEMORY_BUDGET = int(8.75 * 2**30)
 PIPELINE_IMAGES = ("images/pipeline/Dockerfile",)
