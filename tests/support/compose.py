@@ -92,36 +92,29 @@ class ComposeStack:
             "run", "--rm", "--volume", f"{self.out}:/out", service, *command, timeout_s=timeout_s
         )
 
+    def container_ids(self) -> list[str]:
+        """Every container of the stack, running or not, by its full id."""
+        listed = subprocess.run(
+            self.command("ps", "--all", "--quiet", "--no-trunc"), capture_output=True, text=True
+        )
+        return listed.stdout.split()
+
     def oom_killed(self) -> dict[str, int]:
         """Containers of the stack in which the kernel OOM-killed a process, with the count:
         a child process (the cgroup's counter, while the container runs) or its main process
         (Docker's `OOMKilled`, which outlives the restart that resets the cgroup)."""
-        listed = subprocess.run(
-            self.command("ps", "--all", "--format", "{{.ID}} {{.Name}}", "--no-trunc"),
-            capture_output=True,
-            text=True,
-        ).stdout.split("\n")
         killed = {}
-        for line in filter(None, listed):
-            container_id, _, name = line.partition(" ")
-            inspected = subprocess.run(
-                ["docker", "inspect", "--format", "{{.State.OOMKilled}}", container_id],
-                capture_output=True,
-                text=True,
-            )
-            count = max(oom_kills(container_id) or 0, int(inspected.stdout.strip() == "true"))
+        for info in filter(None, map(inspect_container, self.container_ids())):
+            count = max(oom_kills(info["Id"]) or 0, int(info["State"]["OOMKilled"]))
             if count:
-                killed[name] = count
+                killed[info["Name"].lstrip("/")] = count
         return killed
 
     def diagnostics(self) -> str:
         """What a failure needs to be understood after the stack is gone: each container's state
         (restarts, OOM kill, exit code), its healthcheck's failing streak and last outputs, and
         the last lines of every log."""
-        ids = subprocess.run(
-            self.command("ps", "--all", "--quiet"), capture_output=True, text=True
-        ).stdout.split()
-        states = [container_state(container) for container in ids]
+        states = [container_state(container) for container in self.container_ids()]
         logs = subprocess.run(
             self.command("logs", "--no-color", "--timestamps", "--tail", "40"),
             capture_output=True,
@@ -153,14 +146,19 @@ def oom_kills(container_id: str) -> int | None:
     return None
 
 
-def container_state(container: str) -> str:
-    """One container's state and health in a few lines (`docker inspect`)."""
+def inspect_container(container: str) -> dict[str, Any] | None:
+    """`docker inspect` of one container; None once it is gone."""
     inspected = subprocess.run(
         ["docker", "inspect", container], capture_output=True, text=True, check=False
     )
-    if inspected.returncode != 0:
-        return f"  {container}: not inspectable: {inspected.stderr.strip()}"
-    info = json.loads(inspected.stdout)[0]
+    return dict(json.loads(inspected.stdout)[0]) if inspected.returncode == 0 else None
+
+
+def container_state(container: str) -> str:
+    """One container's state and health in a few lines."""
+    info = inspect_container(container)
+    if info is None:
+        return f"  {container}: gone"
     state = info["State"]
     lines = [
         f"  {info['Name'].lstrip('/')}: {state['Status']} (exit {state['ExitCode']},"
