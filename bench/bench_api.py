@@ -271,8 +271,26 @@ def main(
         f"latency of single-record POSTs at {rate:g} req/s for {duration:g}s: "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms ({sent} sent, {failed} failed)"
     )
-    verdict = "meets" if batched >= 0.3 * raw else "misses"
-    console.print(f"batched API reaches {batched / raw:.0%} of raw: {verdict} the 30% target")
+    verdict = "meets" if batched >= 0.5 * raw else "misses"
+    console.print(f"batched API reaches {batched / raw:.0%} of raw: {verdict} the 50% target")
+    figures = {
+        "load_average": round(os.getloadavg()[0], 1),
+        "raw_records_per_s": round(raw),
+        "raw_cpu_us_per_record": round(raw_cpu, 1),
+        "batched_records_per_s": round(batched),
+        "batch_records_per_request": batch,
+        "batched_clients": min(concurrency, 4),
+        "batched_cpu_us_per_record": round(batched_cpu, 1),
+        "single_requests_per_s": round(single_rate),
+        "single_clients": concurrency,
+        "single_cpu_us_per_request": round(single_cpu),
+        "latency_rate_per_s": rate,
+        "latency_p50_ms": round(p50, 1),
+        "latency_p99_ms": round(p99, 1),
+        "latency_sent": sent,
+        "latency_failed": failed,
+    }
+    print(json.dumps(figures))  # last, for scripts (bench/run_all.py)
 
 
 @contextmanager
