@@ -10,9 +10,9 @@ It needs no running stack: the stack benchmark starts the full default stack of 
 +30000, a fresh run folder), runs `pinpipe demo` on it and stops it; the API and stream
 benchmarks run on a quiet stack of their own (ports +31000: no feeds, stream job or Airflow),
 stopped at the end. Sizes: `--rows` (repeatable) for the batch job, default 100,000 and 1,000,000
-rows per topic; `--rows 10000000` adds the largest size (about an hour, most of it generating
-10 GB of JSON lines). A size measured by an earlier run and not rerun stays in the table and the
-JSON with the date it was measured.
+rows per topic; `--rows 10000000` adds the largest size (about 30 min, half of it generating
+10 GB of JSON lines, kept in the work folder for later runs). A size measured by an earlier run
+and not rerun stays in the table and the JSON with the date it was measured.
 
     uv run python bench/run_all.py
     uv run python bench/run_all.py --rows 100000 --no-stack
