@@ -130,6 +130,13 @@ def carry_forward(batch: dict[str, Any], previous: dict[str, Any]) -> dict[str, 
     return batch
 
 
+def _batch_target(rows: int) -> str:
+    """Issue #15's target for a batch size."""
+    if rows <= 100_000:
+        return "≤ 10 s"
+    return "≤ 10x DuckDB" if rows < 10_000_000 else "≤ 8x DuckDB"
+
+
 def batch_rows(figures: dict[str, Any], previous: dict[str, Any]) -> list[Row]:
     """Table rows for the batch figures: (figure, this run, reference, previous run, target)."""
     rows: list[Row] = []
@@ -147,9 +154,6 @@ def batch_rows(figures: dict[str, Any], previous: dict[str, Any]) -> list[Row]:
         spark, duck = result.get("spark+delta", {}), result.get("duckdb", {})
         job, reference = spark.get("job_seconds"), duck.get("job_seconds")
         ratio = f" ({job / reference:.1f}x DuckDB)" if job and reference else ""
-        target = "≤ 10 s" if int(size) <= 100_000 else "≤ 10x DuckDB"
-        if int(size) >= 10_000_000:
-            target = "≤ 8x DuckDB"
         same = "" if result.get("same_results") else "; RESULTS DIFFER"
         when = f"; measured {result['measured_at'][:10]}" if result.get("measured_at") else ""
         rows.append(
@@ -159,7 +163,7 @@ def batch_rows(figures: dict[str, Any], previous: dict[str, Any]) -> list[Row]:
                 f"{_seconds(job)}{ratio}",
                 f"DuckDB {_seconds(reference)}",
                 _seconds(_dig(previous, "batch", "sizes", size, "spark+delta", "job_seconds")),
-                target,
+                _batch_target(int(size)),
             )
         )
         increment = spark.get("increment_seconds")
@@ -179,8 +183,13 @@ def batch_rows(figures: dict[str, Any], previous: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def _total_mb(rss: dict[str, int] | None) -> int | None:
-    return sum(rss.values()) if rss else None
+def _memory(stack: dict[str, Any]) -> str:
+    """The stack's summed RSS when ready / after the demo / before down, in MB ("" if unknown)."""
+    if not stack.get("rss_ready_mb"):
+        return ""
+    samples = (stack["rss_ready_mb"], _dig(stack, "demo", "rss_after_mb"),
+               stack.get("rss_before_down_mb"))  # fmt: skip
+    return " / ".join(_number(sum(rss.values()) if rss else None) for rss in samples)
 
 
 def stack_rows(stack: dict[str, Any], previous: dict[str, Any]) -> list[Row]:
@@ -194,13 +203,7 @@ def stack_rows(stack: dict[str, Any], previous: dict[str, Any]) -> list[Row]:
     dag_s = next((s for step, s in demo.get("steps_s", {}).items() if "DAG" in step), None)
     tasks = ", ".join(f"{task} {s:.0f}" for task, s in demo.get("tasks_s", {}).items())
     steps = f"DAG run {_seconds(dag_s)}: {tasks}" if dag_s is not None else ""
-    memory, memory_before = (
-        " / ".join(_number(_total_mb(rss)) for rss in (
-            figures.get("rss_ready_mb"), figures.get("demo", {}).get("rss_after_mb"),
-            figures.get("rss_before_down_mb")))
-        if figures.get("rss_ready_mb") else ""
-        for figures in (stack, before)
-    )  # fmt: skip
+    memory, memory_before = _memory(stack), _memory(before)
     return [
         ("`pinpipe up` to ready, default components", _seconds(stack.get("up_s")),
          f"slowest: {slowest[0]} {slowest[1]:.1f} s", _seconds(before.get("up_s")), "≤ 45 s"),
