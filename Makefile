@@ -71,7 +71,7 @@ up-docker: .env
 	@$(COMPOSE) ps
 	@for url in "API docs|api 8000|/openapi/swagger" "Kafka UI|kafka-ui 8080|/" "Airflow|airflow 8080|/" \
 	  "Connect|connect 8083|/connectors" "S3 (S3Proxy)|s3 4566|/" \
-	  "Kinesis (kinesis-mock)|kinesis 4568|/healthcheck"; do \
+	  "Kinesis (kinesalite)|kinesis 4568|/"; do \
 	  IFS='|' read -r what port path <<<"$$url"; \
 	  address=$$($(COMPOSE) port $$port 2>/dev/null) && echo "  $$what: http://$$address$$path"; \
 	done; true

@@ -9,11 +9,11 @@ say so.
     uv run python bench/bench_stream.py
     uv run python bench/bench_stream.py --rate 20 --duration 60 --records 4000
 
-kinesis-mock, the local Kinesis, keeps every record and rewrites its whole state every 2 s; on this
-2-core machine it stopped answering under 500-row requests from three clients (5,000 rows per
-table; once the stream job then failed on a sequence number kinesis-mock no longer had), so the
-throughput phase posts 2,000 rows per table in 100-row requests by default, and the bench deletes
-its streams before and after.
+The defaults were set with kinesis-mock, the local Kinesis server before kinesalite, which kept
+every record and rewrote its whole state every 2 s: on this 2-core machine it stopped answering
+under 500-row requests from three clients (5,000 rows per table; once the stream job then failed
+on a sequence number kinesis-mock no longer had). So the throughput phase posts 2,000 rows per
+table in 100-row requests by default, and the bench deletes its streams before and after.
 
 Phases:
 1. latency: one row per table every 1/rate s, each a single `PUT /streams/<s>/record`; a row's
@@ -154,7 +154,8 @@ def own_api(settings: Settings, prefix: str, workdir: Path) -> Iterator[str]:
 def drop_streams(settings: Settings, timeout_s: float = 60) -> None:
     """Delete the streams `settings` names and wait until they are gone.
 
-    kinesis-mock rewrites its whole state on every persist, so the bench leaves none behind.
+    The bench leaves none behind in the stack's Kinesis server, a habit from kinesis-mock (the
+    server before kinesalite), which rewrote its whole state on every persist.
     """
     kinesis = boto3.client("kinesis", **settings.boto3_kwargs("kinesis"))
     names = set(settings.streams.values())
@@ -350,8 +351,9 @@ def throughput_phase(
             send(session, table, body)
 
     def send(session: requests.Session, table: str, records_body: list[dict[str, Any]]) -> None:
-        # as a client must: retry what failed, and back off while the API answers 503 (kinesis-mock
-        # stalls under bursts, its keeper restarts it); the stalls count in the figures
+        # as a client must: retry what failed, and back off while the API answers 503 (seen with
+        # kinesis-mock, the server before kinesalite, which stalled under bursts); stalls count in
+        # the figures
         deadline = time.monotonic() + RETRY_FOR_S
         while True:
             answer = session.put(

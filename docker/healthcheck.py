@@ -4,6 +4,7 @@
     healthcheck.py http URL                   healthy when URL answers 2xx
     healthcheck.py json URL KEY.PATH=VALUE    ... and its JSON body has VALUE at KEY.PATH
     healthcheck.py kafka HOST:PORT            healthy when the broker answers ApiVersions
+    healthcheck.py kinesis URL                healthy when the Kinesis server answers ListStreams
 
 Exit status 0 is healthy, 1 unhealthy (what Docker's HEALTHCHECK expects), with one line saying why.
 """
@@ -49,6 +50,31 @@ def check_json(url: str, expected: str) -> str | None:
     return None if str(value) == wanted else f"{url}: {path} is {value!r}, not {wanted!r}"
 
 
+# the Kinesis API's JSON protocol; a local server wants an Authorization header, not a valid one
+KINESIS_LIST_STREAMS_HEADERS = {
+    "Content-Type": "application/x-amz-json-1.1",
+    "X-Amz-Target": "Kinesis_20131202.ListStreams",
+    "X-Amz-Date": "20260101T000000Z",
+    "Authorization": "AWS4-HMAC-SHA256 Credential=healthcheck/20260101/us-east-1/kinesis/"
+    "aws4_request, SignedHeaders=host, Signature=healthcheck",
+}
+
+
+def check_kinesis(url: str) -> str | None:
+    """None when the Kinesis server at `url` answers ListStreams with its stream names."""
+    request = urllib.request.Request(
+        url, data=b"{}", headers=KINESIS_LIST_STREAMS_HEADERS, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        return f"{url} answered ListStreams with {error.code}"
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return f"{url} unreachable or not JSON: {error}"
+    return None if "StreamNames" in body else f"{url}: ListStreams answered {body!r}"
+
+
 def _read_exactly(sock: socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -89,6 +115,7 @@ CHECKS: dict[str, tuple[int, Callable[..., str | None]]] = {
     "http": (1, check_http),
     "json": (2, check_json),
     "kafka": (1, check_kafka),
+    "kinesis": (1, check_kinesis),
 }
 
 

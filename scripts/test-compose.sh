@@ -68,7 +68,7 @@ $build_only && exit 0
 # Two pytest runs, so that the default stack is down before the LocalStack one starts (half
 # the memory and CPU at a time); both run even when the first fails.
 tests_status=0
-step "the end-to-end tests against the compose stack (S3Proxy, kinesis-mock)"
+step "the end-to-end tests against the compose stack (S3Proxy, kinesalite)"
 uv run --frozen pytest tests/compose --ignore=tests/compose/test_localstack.py -ra \
   -p no:cacheprovider --durations=12 || tests_status=$?
 step "the batch and stream scenarios on LocalStack 4.14.0 (profile localstack, a stack of its own)"

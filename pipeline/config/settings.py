@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         default=1, description="copies of each topic's records (and of the dead-letter topic)"
     )
 
-    # -- S3 and Kinesis (S3Proxy and kinesis-mock locally, persisted in the run folder) -------
+    # -- S3 and Kinesis (S3Proxy and kinesalite locally, persisted in the run folder) -------
     # As in the AWS SDKs: a service's own endpoint (AWS_ENDPOINT_URL_S3, ..._KINESIS) wins over
     # AWS_ENDPOINT_URL, which applies to every service; `endpoint_url(service)` resolves them.
     aws_endpoint_url: str | None = Field(
@@ -126,8 +126,7 @@ class Settings(BaseSettings):
         description="goes with AWS_ACCESS_KEY_ID",
     )
     s3_port: int = Field(default=4566, description="local S3 server (S3Proxy)")
-    kinesis_port: int = Field(default=4568, description="local Kinesis server (kinesis-mock), HTTP")
-    kinesis_tls_port: int = Field(default=4569, description="kinesis-mock's HTTPS port (unused)")
+    kinesis_port: int = Field(default=4568, description="local Kinesis server (kinesalite), HTTP")
     s3_heap: str = Field(default="256m", description="JVM heap of the local S3 server")
     s3_path_style: bool = Field(default=True, description="path-style S3 requests (local servers)")
     lake_bucket: str = Field(

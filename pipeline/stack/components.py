@@ -10,18 +10,16 @@ from pathlib import Path
 import requests
 
 from pipeline.config import Settings
-from pipeline.stack import kinesis_keeper
 from pipeline.stack.configs import write_configs
 from pipeline.stack.jvm import StackError, check_jvm, kafka_classpath
 from pipeline.stack.servers import (
     CHECKSUM_ENVIRONMENT,
-    KINESIS_PERSIST_INTERVAL_S,
     LOGBACK,
     S3PROXY_MAIN,
     kinesis_data_dir,
     kinesis_environment,
-    kinesis_mock_main,
     kinesis_ready,
+    kinesis_server_script,
     node_binary,
     s3_ready,
     s3proxy_classpath,
@@ -79,16 +77,16 @@ def _java_opts(settings: Settings, heap: str, log4j2: Path) -> list[str]:
 
 
 def storage_components(settings: Settings, java: str, log4j2: Path) -> list[Component]:
-    """S3 (S3Proxy) and Kinesis (kinesis-mock), their state in the run folder's data dir."""
+    """S3 (S3Proxy) and Kinesis (kinesalite), their state in the run folder's data dir."""
     s3proxy_jars = settings.jvm_dir / "s3proxy"
     if not any(s3proxy_jars.glob("s3proxy-*.jar")):
         raise StackError(f"S3Proxy jars missing in {s3proxy_jars}: run `make setup`")
     node = node_binary()
     if node is None:
         raise StackError("node not found: install Node.js (e.g. `apt-get install nodejs npm`)")
-    kinesis_main = kinesis_mock_main(settings)
-    if not kinesis_main.is_file():
-        raise StackError(f"kinesis-mock missing ({kinesis_main}): run `make setup`")
+    kinesis_script = kinesis_server_script(settings)
+    if not kinesis_script.is_file():
+        raise StackError(f"the Kinesis server is missing ({kinesis_script}): run `make setup`")
     kinesis_data = kinesis_data_dir(settings)
     kinesis_data.mkdir(parents=True, exist_ok=True)
     return [
@@ -112,18 +110,12 @@ def storage_components(settings: Settings, java: str, log4j2: Path) -> list[Comp
         ),
         Component(
             name="kinesis",
-            # through the keeper, as in the kinesis image: its state file kept whole across
-            # stops, and a restart when the plain port stops answering (kinesis_keeper.py)
-            command=[sys.executable, kinesis_keeper.__file__, node, str(kinesis_main)],
-            ports=[settings.kinesis_port, settings.kinesis_tls_port],
+            command=[node, str(kinesis_script)],
+            ports=[settings.kinesis_port],
             url=settings.endpoint_url("kinesis") or "",
             ready=kinesis_ready,
             environment=kinesis_environment(settings, kinesis_data),
             ready_timeout_s=60,
-            # the keeper alone gets the stop signal: it keeps a whole copy, then stops
-            # kinesis-mock (a SIGKILL after the timeout still reaches both)
-            stop_as_group=False,
-            stop_timeout_s=kinesis_keeper.stop_budget_s(KINESIS_PERSIST_INTERVAL_S),
             priority=PRIORITY_STORAGE,
         ),
     ]

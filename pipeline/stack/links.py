@@ -41,7 +41,7 @@ def stack_links(settings: Settings, running: Collection[str]) -> list[Link]:
         links.append(Link("API metrics (Prometheus)", f"{settings.api_url}/metrics"))
     servers: tuple[tuple[AwsService, str], ...] = (
         ("s3", "S3 (S3Proxy)"),
-        ("kinesis", "Kinesis (kinesis-mock)"),
+        ("kinesis", "Kinesis (kinesalite)"),
     )
     for name, what in servers:
         endpoint = settings.endpoint_url(name)

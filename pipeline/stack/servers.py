@@ -1,4 +1,4 @@
-"""The local stack's S3 and Kinesis servers: S3Proxy and kinesis-mock, both persisted on disk.
+"""The local stack's S3 and Kinesis servers: S3Proxy and kinesalite, both persisted on disk.
 
 Their data lives in the run folder's data dir (`.run/data/s3`, `.run/data/kinesis`), so `make
 down` + `make up` keeps the lake, Delta tables, stream checkpoints and unconsumed Kinesis
@@ -31,9 +31,6 @@ def s3_data_dir(settings: Settings) -> Path:
     return settings.data_dir / "s3"
 
 
-KINESIS_PERSIST_INTERVAL_S = 2.0
-
-
 def kinesis_data_dir(settings: Settings) -> Path:
     return settings.data_dir / "kinesis"
 
@@ -64,9 +61,9 @@ def s3proxy_classpath(settings: Settings) -> str:
     return str(settings.jvm_dir / "s3proxy" / "*")
 
 
-def kinesis_mock_main(settings: Settings) -> Path:
-    """kinesis-mock's entry point, installed by `make setup` from node/package-lock.json."""
-    return settings.cache_dir / "node" / "node_modules" / "kinesis-local" / "main.js"
+def kinesis_server_script(settings: Settings) -> Path:
+    """kinesalite's launcher (node/kinesis-server.js), installed by `make setup` beside it."""
+    return settings.cache_dir / "node" / "kinesis-server.js"
 
 
 def node_binary() -> str | None:
@@ -74,25 +71,15 @@ def node_binary() -> str | None:
 
 
 def kinesis_environment(settings: Settings, data_dir: Path | str) -> dict[str, str]:
-    """kinesis-mock's configuration (its README, "Service Configuration").
+    """kinesis-server.js's configuration: kinesalite on loopback, its streams in LevelDB.
 
-    It writes its whole state to `PERSIST_PATH` every `PERSIST_INTERVAL` and once more on SIGTERM,
-    and loads it at start: a graceful `make down` loses nothing, a crash at most 2 s.
+    kinesalite writes each batch to LevelDB's log before it answers, so a stop or a SIGKILL
+    loses no acknowledged record; `up` reopens the same folder.
     """
-    main = kinesis_mock_main(settings)
     return {
-        "KINESIS_MOCK_PLAIN_PORT": str(settings.kinesis_port),
-        "KINESIS_MOCK_TLS_PORT": str(settings.kinesis_tls_port),
-        # the TLS port's self-signed certificate ships beside main.js; its default path is relative
-        "KINESIS_MOCK_CERT_PATH": str(main.parent / "server.json"),
-        "AWS_REGION": settings.aws_region,
-        "SHOULD_PERSIST_DATA": "true",
-        "LOAD_DATA_IF_EXISTS": "true",
-        "PERSIST_PATH": str(data_dir),
-        "PERSIST_INTERVAL": f"{KINESIS_PERSIST_INTERVAL_S:g}s",
-        # the stream's shards exist when CreateStream's caller first polls (AWS takes seconds)
-        "CREATE_STREAM_DURATION": "100ms",
-        "LOG_LEVEL": "WARN",
+        "KINESIS_HOST": "127.0.0.1",
+        "KINESIS_PORT": str(settings.kinesis_port),
+        "KINESIS_DATA_DIR": str(data_dir),
     }
 
 
@@ -121,7 +108,7 @@ def s3_ready(settings: Settings) -> bool:
 
 
 def kinesis_ready(settings: Settings) -> bool:
-    """ListStreams answers: kinesis-mock has loaded its persisted state and serves requests."""
+    """ListStreams answers: kinesalite has opened its LevelDB folder and serves requests."""
     if not settings.endpoint_url("kinesis"):
         return False
     kinesis = boto3.client("kinesis", config=_probe_config(), **settings.boto3_kwargs("kinesis"))

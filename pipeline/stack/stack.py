@@ -19,9 +19,7 @@ from pipeline.source.feed import ensure_seeded, feed_components
 from pipeline.stack.airflow import airflow_components
 from pipeline.stack.components import core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
-from pipeline.stack.kinesis_state import restore_if_cut
 from pipeline.stack.provision import describe_created, provision
-from pipeline.stack.servers import kinesis_data_dir
 from pipeline.stack.supervisor import Supervisor
 from pipeline.stream.component import stream_components
 from pipeline.waiting import waiting
@@ -120,12 +118,6 @@ def up(
         if states.get(component.name) not in ("RUNNING", "STARTING"):
             _check_ports_free(component)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # the kinesis keeper restores a cut state file at every start too; checked here first so
-    # that `up` says so (the keeper then finds the file whole)
-    if states.get(KINESIS) not in ("RUNNING", "STARTING") and (
-        restored := restore_if_cut(kinesis_data_dir(settings))
-    ):
-        on_event(f"{KINESIS}: {restored}")
     _format_kafka_storage(settings)
     supervisor.start_daemon(wanted)
     infrastructure = [c for c in wanted if not c.after_provision]
@@ -161,9 +153,6 @@ def _start_in_order(
             supervisor.start(component.name)
         seconds = _wait_ready(supervisor, component, settings, console)
         on_event(f"{component.name}: ready ({seconds:.1f}s) {component.url}")
-
-
-KINESIS = "kinesis"  # the kinesis-mock program (pipeline.stack.components)
 
 
 def stop_waves(priorities: dict[str, int], known: list[str]) -> list[list[str]]:

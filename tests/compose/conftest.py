@@ -37,7 +37,7 @@ SERVICES = [
 LEFT_OUT = {
     "kafka-ui": "profile `ui`: its upstream image (ghcr.io/kafbat/kafka-ui) can be neither pulled"
     " nor rebuilt from Debian packages here",
-    "localstack": "profile `localstack`: S3Proxy and kinesis-mock (services s3, kinesis) are the"
+    "localstack": "profile `localstack`: S3Proxy and kinesalite (services s3, kinesis) are the"
     " default S3 and Kinesis servers; test_localstack.py runs a stack of its own on LocalStack",
     "emulator-batch, emulator-stream": "not as endless feeds: the tests run these services as"
     " one-shots posting a counted number of records",

@@ -5,7 +5,7 @@ PINPIPE_DOCKER_KINESIS_URL, its lake in a bucket of its own. The smallest scenar
 both paths there: counted records posted through the API land in LocalStack's S3 and the
 `spark-batch` service turns them into silver and the nine gold tables; rows posted to the
 Kinesis endpoints reach the `spark-stream` service's Delta tables exactly once, cleaned. The
-default stack's tests (S3Proxy, kinesis-mock) cover restarts, malformed records and the DAG.
+default stack's tests (S3Proxy, kinesalite) cover restarts, malformed records and the DAG.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_the_containers_use_localstack_and_not_the_default_servers(
     localstack_stack: ComposeStack,
 ) -> None:
     """LocalStack answers as 4.14.0 with S3 and Kinesis running and holds the bucket and the
-    streams `pinpipe provision` made; the default stack's S3Proxy and kinesis-mock (started as
+    streams `pinpipe provision` made; the default stack's S3Proxy and kinesalite (started as
     dependencies) hold neither."""
     host = localstack_stack.host
     health = requests.get(f"{host.endpoint_url('s3')}/_localstack/health", timeout=10).json()
@@ -122,8 +122,8 @@ def test_the_containers_use_localstack_and_not_the_default_servers(
     s3proxy = boto3.client("s3", **default_servers.boto3_kwargs("s3"))
     with pytest.raises(ClientError):
         s3proxy.head_bucket(Bucket=LAKE_BUCKET)
-    kinesis_mock = boto3.client("kinesis", **default_servers.boto3_kwargs("kinesis"))
-    assert not set(host.streams.values()) & set(kinesis_mock.list_streams()["StreamNames"])
+    default_kinesis = boto3.client("kinesis", **default_servers.boto3_kwargs("kinesis"))
+    assert not set(host.streams.values()) & set(default_kinesis.list_streams()["StreamNames"])
 
 
 @pytest.fixture(scope="module")

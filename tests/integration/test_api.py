@@ -444,7 +444,7 @@ def test_delete_and_create_a_stream(api: Settings) -> None:
 
         deleted = requests.delete(url, timeout=30)
         assert deleted.status_code == 200 and deleted.json() == {}
-        # DeleteStream is asynchronous (DELETING first), in Kinesis as in kinesis-mock
+        # DeleteStream is asynchronous (DELETING first), in Kinesis as in kinesalite
         wait_for(
             lambda: stream not in kinesis(api).list_streams()["StreamNames"],
             60,

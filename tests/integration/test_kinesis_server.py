@@ -1,9 +1,12 @@
-"""The local stack's Kinesis server under concurrent writes to one shard (issue 14).
+"""The local stack's Kinesis server (kinesalite) under concurrent writes and a kill (issue 14).
 
 moto's Kinesis assigned sequence numbers without a lock and lost 4 of 5,000 concurrently put
 records while answering 200. Here 5,000 records go to a one-shard stream from 16 threads, half as
 PutRecord calls and half in PutRecords batches; every acknowledged record must be read back
-exactly once, in sequence-number order.
+exactly once, in sequence-number order. kinesis-mock, the server before kinesalite, kept its
+streams in memory and wrote them whole every 2 s, so a kill lost what came after the last write;
+here the server is SIGKILLed while 8 threads post, and every acknowledged record must be there
+after the restart.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,6 +25,8 @@ from botocore.config import Config
 
 from pipeline.config import Settings
 from pipeline.stack.provision import ensure_streams
+from tests.support.kinesis_server import kinesis_client, kinesis_server
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +110,49 @@ def test_concurrent_puts_to_one_shard_keep_every_acknowledged_record(
     assert {data: sequence for sequence, data in records} == acknowledged
     sequences = [int(sequence) for sequence, _ in records]
     assert sequences == sorted(sequences), "a shard returns records in sequence-number order"
+
+
+def test_a_killed_server_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+    """SIGKILL mid-posting, then SIGTERM: nothing acknowledged is lost, nothing is doubled."""
+    acknowledged: set[bytes] = set()
+    lock = threading.Lock()
+    with kinesis_server(tmp_path / "kinesis", tmp_path / "kinesis.log") as server:
+        kinesis = kinesis_client(server.url, THREADS)
+        kinesis.create_stream(StreamName="kill", ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName="kill", WaiterConfig={"Delay": 0.2, "MaxAttempts": 50}
+        )
+        no_retries = kinesis_client(server.url, THREADS, retry=False)  # a kill must surface
+
+        def post(thread: int) -> None:
+            for batch in range(10_000):
+                pending = [f"{thread}-{batch}-{i}".encode() for i in range(BATCH * 5)]
+                entries: Any = [{"Data": data, "PartitionKey": data.decode()} for data in pending]
+                try:
+                    answer = no_retries.put_records(StreamName="kill", Records=entries)
+                except Exception:  # the server is gone: what was not answered is not acknowledged
+                    return
+                with lock:
+                    acknowledged.update(
+                        data
+                        for data, result in zip(pending, answer["Records"], strict=True)
+                        if "SequenceNumber" in result
+                    )
+
+        with ThreadPoolExecutor(THREADS // 2) as pool:
+            posters = [pool.submit(post, thread) for thread in range(THREADS // 2)]
+            wait_for(lambda: len(acknowledged) >= 5_000, 120, "5,000 acknowledged records", 0.05)
+            assert server.kill() == -9
+            for poster in posters:
+                poster.result()
+        with lock:
+            killed_at = set(acknowledged)
+
+        server.start()
+        after_kill = Counter(data for _, data in read_all(kinesis_client(server.url), "kill"))
+        assert not [data for data in killed_at if after_kill[data] == 0], "lost by the kill"
+        assert not [data for data, count in after_kill.items() if count > 1], "doubled"
+        assert server.stop() == 0, "SIGTERM is an orderly stop"
+        server.start()
+        after_stop = Counter(data for _, data in read_all(kinesis_client(server.url), "kill"))
+        assert after_stop == after_kill, "the orderly stop changed the stream"

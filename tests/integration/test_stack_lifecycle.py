@@ -25,7 +25,6 @@ PORTS = {
     "connect": TEST_PORTS["PINPIPE_CONNECT_PORT"] + 100,
     "s3": TEST_PORTS["PINPIPE_S3_PORT"] + 100,
     "kinesis": TEST_PORTS["PINPIPE_KINESIS_PORT"] + 100,
-    "kinesis_tls": TEST_PORTS["PINPIPE_KINESIS_TLS_PORT"] + 100,
     "api": TEST_PORTS["PINPIPE_API_PORT"] + 100,
     "airflow": TEST_PORTS["PINPIPE_AIRFLOW_PORT"] + 100,
 }
@@ -92,7 +91,6 @@ def test_up_twice_is_harmless_and_down_leaves_nothing() -> None:
         "PINPIPE_CONNECT_PORT": str(PORTS["connect"]),
         "PINPIPE_S3_PORT": str(PORTS["s3"]),
         "PINPIPE_KINESIS_PORT": str(PORTS["kinesis"]),
-        "PINPIPE_KINESIS_TLS_PORT": str(PORTS["kinesis_tls"]),
         "PINPIPE_API_PORT": str(PORTS["api"]),
         "PINPIPE_AIRFLOW_PORT": str(PORTS["airflow"]),
         "COLUMNS": "200",

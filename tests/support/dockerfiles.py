@@ -255,8 +255,8 @@ SHELL_BUILTINS = {"test", "echo", "[", "exec", "true"}
 
 # Scripts the images run, by their path in the image → their source in the repository.
 SCRIPTS = {"/opt/kafka/bin/start-broker.sh": ROOT / "docker/kafka/start-broker.sh"}
-# Python entry scripts an image copies, each of which starts the command it is given
-WRAPPER_SCRIPTS = {"/opt/pinpipe/kinesis_keeper.py": ROOT / "pipeline/stack/kinesis_keeper.py"}
+# Node scripts the images run, by their path in the image → their source in the repository
+NODE_SCRIPTS = {"/opt/kinesis/kinesis-server.js": ROOT / "node/kinesis-server.js"}
 
 
 def command_problem(argv: list[str]) -> str | None:
@@ -283,18 +283,13 @@ def command_problem(argv: list[str]) -> str | None:
         known = kafka_classes() | kafka_classes("s3proxy")
         return None if main in known else f"main class {main} is in no Kafka or S3Proxy jar"
     if program == "node":
-        # the image installs node/package-lock.json's kinesis-local to /opt/kinesis-mock/, as
-        # `make setup` installs it into .cache/node/node_modules/kinesis-local/
-        entry = argv[1].replace("/opt/kinesis-mock/", ".cache/node/node_modules/kinesis-local/")
-        return None if (ROOT / entry).is_file() else f"{argv[1]} is not a script the image copies"
+        script = NODE_SCRIPTS.get(argv[1])
+        known = script is not None and script.is_file()
+        return None if known else f"{argv[1]} is not a script the image copies"
     if program == "airflow":
         if not any(req.startswith("apache-airflow==") for req in airflow_group()):
             return "apache-airflow is not pinned in uv.lock's airflow group"
         return airflow_problem(tuple(argv[1:]))
-    if program in ("python", "python3") and argv[1:2] and argv[1] in WRAPPER_SCRIPTS:
-        if not WRAPPER_SCRIPTS[argv[1]].is_file():
-            return f"script {argv[1]} is not one the images copy"
-        return command_problem(argv[2:]) if argv[2:] else f"{argv[1]} wraps no command"
     if program in ("python", "python3"):
         return python_module_problem(argv[1:])
     if program == "moto_server":

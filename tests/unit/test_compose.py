@@ -339,7 +339,7 @@ def test_healthcheck_probes_use_the_script_the_images_copy(env_file: Path) -> No
         test = service.get("healthcheck", {}).get("test", [])
         if dockerfile_of(service) is not None and "/opt/pinpipe/healthcheck.py" in test:
             assert test[:3] == ["CMD", "python3", "/opt/pinpipe/healthcheck.py"], name
-            assert test[3] in ("http", "json", "kafka"), name
+            assert test[3] in ("http", "json", "kafka", "kinesis"), name
 
 
 # -- configuration: settings, credentials, ports, volumes, memory -----------------------------

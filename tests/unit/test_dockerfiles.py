@@ -30,6 +30,7 @@ from tests.support.dockerfiles import (
     parse_dockerfile,
     venv_tool,
 )
+from tests.support.kinesis_server import kinesis_server
 
 DOCKERFILES = sorted(ROOT.glob("images/*/Dockerfile"))
 BASE_IMAGE = "python:3.11-slim-bookworm"
@@ -398,6 +399,16 @@ def test_json_probe_checks_a_value_in_the_body(http_server: str) -> None:
     assert "scheduler.status is 'unhealthy'" in unhealthy.stdout
     assert _probe("json", url, "dag_processor.status=healthy").returncode == 1
     assert _probe("json", f"http://{http_server}/ok", "a=b").returncode == 1  # no JSON
+
+
+def test_kinesis_probe_asks_the_real_server_for_its_streams(
+    http_server: str, tmp_path: Path
+) -> None:
+    with kinesis_server(tmp_path / "kinesis", tmp_path / "kinesis.log") as server:
+        assert _probe("kinesis", f"{server.url}/").returncode == 0
+    not_kinesis = _probe("kinesis", f"http://{http_server}/")  # answers POST with 501
+    assert not_kinesis.returncode == 1
+    assert "answered ListStreams with 501" in not_kinesis.stdout
 
 
 def test_probes_fail_with_a_reason_when_nothing_listens(http_server: str) -> None:

@@ -41,7 +41,7 @@ def test_links_of_running_components(tmp_path: Path) -> None:
         "API docs (Swagger UI)": "http://127.0.0.1:18000/openapi/swagger",
         "API metrics (Prometheus)": "http://127.0.0.1:18000/metrics",
         "S3 (S3Proxy)": "http://127.0.0.1:14566",
-        "Kinesis (kinesis-mock)": "http://127.0.0.1:14568",
+        "Kinesis (kinesalite)": "http://127.0.0.1:14568",
         "Kafka Connect REST": "http://127.0.0.1:8083/connectors",
         "stream job Spark UI": "http://localhost:4041",
         "stream job metrics (Prometheus)": "http://127.0.0.1:9464/metrics",

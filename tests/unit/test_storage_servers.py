@@ -11,7 +11,6 @@ import yaml
 
 from pipeline.config.environment import settings_environment
 from pipeline.config.settings import AwsSettings, DockerSettings, LocalSettings
-from pipeline.stack import kinesis_keeper
 from pipeline.stack.components import core_components
 from pipeline.stack.servers import kinesis_environment, s3proxy_properties
 from tests.support.dockerfiles import ROOT, parse_dockerfile
@@ -61,38 +60,28 @@ def test_local_servers_keep_their_data_in_the_run_folder(tmp_path: Path) -> None
     components = {component.name: component for component in core_components(settings)}
     assert list(components)[:2] == ["s3", "kinesis"], "storage starts first"
     s3, kinesis = components["s3"], components["kinesis"]
-    assert s3.ports == [24566] and kinesis.ports == [24568, settings.kinesis_tls_port]
+    assert s3.ports == [24566] and kinesis.ports == [24568]
     conf = Path(s3.command[s3.command.index("--properties") + 1])
     s3proxy = _properties(conf.read_text())
     assert s3proxy["jclouds.filesystem.basedir"] == str(tmp_path / "data" / "s3")
     assert s3proxy["s3proxy.endpoint"] == "http://127.0.0.1:24566"
-    assert kinesis.environment["PERSIST_PATH"] == str(tmp_path / "data" / "kinesis")
-    assert kinesis.environment["SHOULD_PERSIST_DATA"] == "true"
-    assert Path(kinesis.command[-1]).is_file(), "kinesis-mock missing: run `make setup`"
+    assert kinesis.environment["KINESIS_DATA_DIR"] == str(tmp_path / "data" / "kinesis")
+    assert kinesis.environment["KINESIS_HOST"] == "127.0.0.1", "loopback only on the local stack"
+    assert Path(kinesis.command[-1]).is_file(), "kinesis-server.js missing: run `make setup`"
 
 
-def test_local_and_compose_kinesis_run_through_one_keeper(tmp_path: Path) -> None:
-    """One liveness probe and one state keeper for both targets, each given time to stop
-    kinesis-mock the orderly way."""
-    settings = LocalSettings(run_dir=tmp_path)
-    kinesis = {c.name: c for c in core_components(settings)}["kinesis"]
-    assert kinesis.command[1] == kinesis_keeper.__file__
-    # supervisord signals the keeper alone: kinesis-mock stops only after the copy is kept
-    assert not kinesis.stop_as_group
-    assert kinesis.stop_timeout_s >= kinesis_keeper.stop_budget_s()
-    dockerfile = parse_dockerfile(ROOT / "images/kinesis/Dockerfile")
-    stage = dockerfile.stage("kinesis")
+def test_local_and_compose_kinesis_run_one_launcher() -> None:
+    """The local program and the compose image start the same kinesis-server.js."""
+    installed = Path({c.name: c for c in core_components(LocalSettings())}["kinesis"].command[-1])
+    assert installed.read_bytes() == (ROOT / "node/kinesis-server.js").read_bytes()
+    stage = parse_dockerfile(ROOT / "images/kinesis/Dockerfile").stage("kinesis")
     copies = {
         parts[1]: parts[0]
         for parts in (args.split() for args in stage.all("COPY"))
         if len(parts) == 2
     }
-    assert json.loads(stage.all("CMD")[-1])[:2] == ["python3", "/opt/pinpipe/kinesis_keeper.py"]
-    assert copies["/opt/pinpipe/kinesis_keeper.py"] == "pipeline/stack/kinesis_keeper.py"
-    assert copies["/opt/pinpipe/kinesis_state.py"] == "pipeline/stack/kinesis_state.py"
-    compose = yaml.safe_load((ROOT / "compose/docker-compose.yml").read_text())
-    grace = compose["services"]["kinesis"]["stop_grace_period"]
-    assert grace.endswith("s") and float(grace[:-1]) >= kinesis_keeper.stop_budget_s()
+    assert json.loads(stage.all("CMD")[-1]) == ["node", "/opt/kinesis/kinesis-server.js"]
+    assert copies["/opt/kinesis/kinesis-server.js"] == "node/kinesis-server.js"
 
 
 def test_compose_s3proxy_config_is_the_local_one_on_all_interfaces() -> None:
@@ -107,13 +96,11 @@ def test_compose_kinesis_image_is_configured_as_the_local_server() -> None:
     for current in dockerfile.chain(stage):
         for args in current.all("ENV"):
             image_env |= dict(pair.partition("=")[::2] for pair in shlex.split(args))
-    settings = DockerSettings(kinesis_port=4568, kinesis_tls_port=4569)
+    settings = DockerSettings(kinesis_port=4568)
     local = kinesis_environment(settings, "/var/lib/kinesis/data")
-    # the certificate's path and the default region differ by layout only
-    for key in ("KINESIS_MOCK_CERT_PATH", "AWS_REGION"):
-        local.pop(key)
+    # the compose network reaches it by service name: every interface in the container
+    assert image_env.pop("KINESIS_HOST") == "0.0.0.0" and local.pop("KINESIS_HOST") == "127.0.0.1"
     assert {key: image_env.get(key) for key in local} == local
-    assert image_env["KINESIS_MOCK_CERT_PATH"] == "/opt/kinesis-mock/server.json"
 
 
 def test_compose_servers_keep_their_data_in_named_volumes() -> None:
