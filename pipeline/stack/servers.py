@@ -61,6 +61,22 @@ def s3proxy_classpath(settings: Settings) -> str:
     return str(settings.jvm_dir / "s3proxy" / "*")
 
 
+# kinesis-mock's state file, the Kinesis server's before kinesalite
+KINESIS_MOCK_STATE_FILE = "kinesis-data.json"
+
+
+def kinesis_mock_state_left(data_dir: Path) -> str | None:
+    """What to tell the user when `data_dir` holds kinesis-mock's state and no LevelDB yet:
+    kinesalite starts with no streams there (the records are not carried over)."""
+    state = data_dir / KINESIS_MOCK_STATE_FILE
+    if not state.is_file() or (data_dir / "CURRENT").is_file():
+        return None
+    return (
+        f"{state} is the state of kinesis-mock, the Kinesis server before kinesalite; kinesalite "
+        "does not read it, so the streams start empty (its records are not carried over)"
+    )
+
+
 def kinesis_server_script(settings: Settings) -> Path:
     """kinesalite's launcher (node/kinesis-server.js), installed by `make setup` beside it."""
     return settings.cache_dir / "node" / "kinesis-server.js"

@@ -20,6 +20,7 @@ from pipeline.stack.airflow import airflow_components
 from pipeline.stack.components import core_components, kafka_storage_command, port_open
 from pipeline.stack.jvm import StackError
 from pipeline.stack.provision import describe_created, provision
+from pipeline.stack.servers import kinesis_data_dir, kinesis_mock_state_left
 from pipeline.stack.supervisor import Supervisor
 from pipeline.stream.component import stream_components
 from pipeline.waiting import waiting
@@ -118,6 +119,8 @@ def up(
         if states.get(component.name) not in ("RUNNING", "STARTING"):
             _check_ports_free(component)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if warning := kinesis_mock_state_left(kinesis_data_dir(settings)):
+        on_event(f"kinesis: {warning}")
     _format_kafka_storage(settings)
     supervisor.start_daemon(wanted)
     infrastructure = [c for c in wanted if not c.after_provision]

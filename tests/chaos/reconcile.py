@@ -203,8 +203,15 @@ def read_lake(settings: Settings, keys: Iterable[str] | None = None) -> dict[Pos
     return lines
 
 
-# committed data offsets read so far, per broker and partition, from offset 0 (they never change)
+# committed data offsets read so far, per broker and partition, from offset 0 (they never change
+# while the broker keeps its log; a run's fresh stack starts them anew: forget_committed_offsets)
 _COMMITTED: dict[tuple[str, str, int], list[int]] = {}
+
+
+def forget_committed_offsets() -> None:
+    """Drop the cache: a new stack's broker, on the same address, numbers its offsets anew (its
+    transaction markers sit elsewhere, so the cache would map lines to the wrong offsets)."""
+    _COMMITTED.clear()
 
 
 def committed_offsets(

@@ -380,6 +380,7 @@ def _stream_stage(
 def run_once(run: int, args: argparse.Namespace, out_dir: Path) -> list[FaultResult]:
     run_dir = Path(args.run_dir or out_dir) / f"stack-{run}"
     shutil.rmtree(run_dir, ignore_errors=True)
+    reconcile.forget_committed_offsets()  # the last run's broker is gone, its offsets with it
     run_dir.mkdir(parents=True)
     modes = tuple(args.layers)
     environment = stack_environment(run_dir, args.port_offset, stream="stream" in modes)

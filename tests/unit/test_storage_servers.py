@@ -12,7 +12,11 @@ import yaml
 from pipeline.config.environment import settings_environment
 from pipeline.config.settings import AwsSettings, DockerSettings, LocalSettings
 from pipeline.stack.components import core_components
-from pipeline.stack.servers import kinesis_environment, s3proxy_properties
+from pipeline.stack.servers import (
+    kinesis_environment,
+    kinesis_mock_state_left,
+    s3proxy_properties,
+)
 from tests.support.dockerfiles import ROOT, parse_dockerfile
 
 
@@ -111,3 +115,12 @@ def test_compose_servers_keep_their_data_in_named_volumes() -> None:
     for name in ("s3", "kinesis"):
         assert services[name]["restart"] == "unless-stopped"
         assert "healthcheck" in services[name]
+
+
+def test_a_run_folder_from_kinesis_mock_is_named_not_silently_emptied(tmp_path: Path) -> None:
+    assert kinesis_mock_state_left(tmp_path) is None
+    (tmp_path / "kinesis-data.json").write_text("{}")
+    warning = kinesis_mock_state_left(tmp_path)
+    assert warning is not None and "streams start empty" in warning
+    (tmp_path / "CURRENT").write_text("MANIFEST-000002\n")  # kinesalite's LevelDB since then
+    assert kinesis_mock_state_left(tmp_path) is None
