@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.config import Settings, get_settings
@@ -458,7 +459,7 @@ def _reconcile_silver(
         uris = {table: paths.silver(table) for table in settings.topics}
         rows = reconcile.delta_ids(settings, uris)
     except Exception as error:  # every fault's silver check then fails, saying why
-        console.print(f"[red]batch job failed: {error!s:.2000}[/]")
+        console.print(f"[red]batch job failed: {escape(f'{error!s:.2000}')}[/]")
         rows = {}
         for result in results:
             result.error = (result.error + "; " if result.error else "") + (
@@ -466,6 +467,10 @@ def _reconcile_silver(
             )
     finally:
         if spark is not None:
+            with suppress(Exception):
+                # the JVM outlives the session, and Hadoop caches each bucket's S3A client in it:
+                # the next run's session would reach this run's S3 proxy, gone by then
+                spark._jvm.org.apache.hadoop.fs.FileSystem.closeAll()  # type: ignore[union-attr]
             with suppress(Exception):
                 spark.stop()
     took = round(time.monotonic() - started, 1)
