@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 
 from pipeline.config import LocalSettings
-from pipeline.stack.servers import kinesis_server_script, node_binary
+from pipeline.stack.servers import kinesis_environment, kinesis_server_script, node_binary
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
@@ -50,12 +50,9 @@ class KinesisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        environment = {
-            **os.environ,
-            "KINESIS_HOST": "127.0.0.1",
-            "KINESIS_PORT": str(self.port),
-            "KINESIS_DATA_DIR": str(self.data_dir),
-        }
+        # the local stack's own configuration of it, on this server's port and folder
+        settings = LocalSettings(kinesis_port=self.port)
+        environment = {**os.environ, **kinesis_environment(settings, self.data_dir)}
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
                 self.command, env=environment, stdout=out, stderr=subprocess.STDOUT
